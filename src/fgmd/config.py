@@ -1,0 +1,287 @@
+"""Run configuration: nested dataclasses, loaded from YAML, overridable from the command line.
+
+A configuration is plain data. ``Config.to_dict()`` gives the plain ``dict`` stored inside
+checkpoints (loadable with ``torch.load(..., weights_only=True)``) and ``Config.from_dict``
+rebuilds it, rejecting unknown keys and wrong types with the dotted name of the field.
+
+Overrides use dotted keys and YAML values: ``model.bits=64``, ``train.lr=1e-3``,
+``data.modalities=[ms,pan]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the field."""
+
+
+@dataclass
+class ModalityConfig:
+    """How the images of one modality are read and normalised.
+
+    ``channels`` is the number of bands the encoder sees after band selection
+    (1 for PAN/IR, 3 for RGB, N for multispectral). ``mean``/``std`` are per band, in the
+    [0, 1] scale of the decoded image; an empty list means the ImageNet statistics for 3
+    bands and their averages for any other band count.
+    """
+
+    channels: int = 3
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it is split and augmented."""
+
+    format: str = "folder"
+    root: str = ""
+    modalities: list[str] = field(default_factory=lambda: ["ms", "pan"])
+    modality: dict[str, ModalityConfig] = field(default_factory=dict)
+    train_split: str = "train"
+    query_split: str = "query"
+    database_split: str = "database"
+    val_fraction: float = 0.1
+    image_size: int = 224
+    resize: int = 256
+    hflip: bool = True
+    num_workers: int = 0
+    cache_images: bool = False
+
+    def modality_config(self, name: str) -> ModalityConfig:
+        """The settings of modality ``name`` (defaults when the config does not list it)."""
+        return self.modality.get(name, ModalityConfig())
+
+
+@dataclass
+class ModelConfig:
+    """FG-MD encoder architecture (DESIGN.md §2). ``fdfsp``/``adf`` switch the modules off."""
+
+    bits: int = 32
+    width_mult: float = 1.0
+    fdfsp: bool = True
+    adf: bool = True
+    head_hidden: int = 512
+    stem: str = "adapt"
+    fdfsp_kernel_size: int = 7
+    fdfsp_mlp_reduction: int = 8
+    adf_reduction: int = 4
+
+
+@dataclass
+class LossConfig:
+    """Objective weights (DESIGN.md §2 "Objective")."""
+
+    classification_weight: float = 1.0
+    quantization_weight: float = 1.0
+    triplet_weight: float = 1.0
+    margin: float = 0.25
+    mining_k: int = 20
+    damd: bool = True
+    damd_weight: float = 0.1
+    damd_reduction: int = 16
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule and run bookkeeping."""
+
+    epochs: int = 200
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    lr_step: int = 10
+    lr_gamma: float = 0.9
+    eval_every: int = 1
+    device: str = "auto"
+    amp: bool = False
+
+
+@dataclass
+class EvalConfig:
+    """Which retrieval metrics are reported (DESIGN.md §4)."""
+
+    map_at_k: list[int] = field(default_factory=lambda: [100])
+    map_at_r: int = 0
+    precision_at: list[int] = field(default_factory=lambda: [10, 50, 100])
+    batch_size: int = 64
+
+
+@dataclass
+class Config:
+    """A complete run: data, model, loss, training and evaluation settings."""
+
+    seed: int = 0
+    out_dir: str = "runs/run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (str/int/float/bool/list/dict only)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """Build from a nested dict; unknown keys and wrong types raise :class:`ConfigError`."""
+        config = _build(cls, data, "")
+        validate(config)
+        return config
+
+    def with_overrides(self, overrides: list[str]) -> Config:
+        """A copy with ``key.sub=value`` overrides applied (values parsed as YAML)."""
+        data = self.to_dict()
+        for item in overrides:
+            apply_override(data, item)
+        return Config.from_dict(data)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file (or start from the defaults) and apply dotted overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping, got {type(loaded).__name__}")
+        data = loaded or {}
+    for item in overrides or []:
+        apply_override(data, item)
+    try:
+        return Config.from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}" if path is not None else str(error)) from None
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``data[a][b] = value`` for an override ``a.b=value`` (value parsed as YAML)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {item!r} has an empty key part")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {error}") from error
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(config: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    bits = config.model.bits
+    if bits % 8 or not 8 <= bits <= 128:
+        raise ConfigError(f"model.bits must be a multiple of 8 between 8 and 128, got {bits}")
+    if config.model.width_mult <= 0:
+        raise ConfigError(f"model.width_mult must be positive, got {config.model.width_mult}")
+    if config.model.stem not in ("adapt", "replicate"):
+        raise ConfigError(f"model.stem must be 'adapt' or 'replicate', got {config.model.stem!r}")
+    mods = config.data.modalities
+    if len(mods) != 2 or mods[0] == mods[1]:
+        raise ConfigError(f"data.modalities must name two different modalities, got {mods}")
+    for name in config.data.modality:
+        if name not in mods:
+            raise ConfigError(f"data.modality.{name}: not one of data.modalities {mods}")
+    for name in mods:
+        mod = config.data.modality_config(name)
+        if mod.channels < 1:
+            raise ConfigError(f"data.modality.{name}.channels must be >= 1, got {mod.channels}")
+        for stat in ("mean", "std"):
+            values = getattr(mod, stat)
+            if values and len(values) != mod.channels:
+                raise ConfigError(
+                    f"data.modality.{name}.{stat} has {len(values)} values for {mod.channels} channels"
+                )
+        if any(s <= 0 for s in mod.std):
+            raise ConfigError(f"data.modality.{name}.std must be positive, got {mod.std}")
+    if not 0.0 <= config.data.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}")
+    if config.data.resize < config.data.image_size:
+        raise ConfigError(
+            f"data.resize ({config.data.resize}) must be >= data.image_size ({config.data.image_size})"
+        )
+    if config.train.epochs < 1 or config.train.batch_size < 1:
+        raise ConfigError("train.epochs and train.batch_size must be >= 1")
+    if config.loss.mining_k < 1:
+        raise ConfigError(f"loss.mining_k must be >= 1, got {config.loss.mining_k}")
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Recursively construct dataclass ``cls`` from ``data``, checking keys and types."""
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(known))})")
+    kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    """Check ``value`` against type ``hint`` (with int→float widening) and convert."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, name + ".")
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(hint):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _coerce(option, value, name)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[-1])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(item, v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(hint)
+        return {str(k): _coerce(item, v, f"{name}.{k}") for k, v in value.items()}
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{name}: unsupported type {hint}")
