@@ -1,0 +1,26 @@
+# fgmd developer entry points. `make demo` and `make test` set everything up on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch/torchvision are pinned to the releases this project is tested with; constraints.txt
+# pins every other dependency to the versions the test suite last passed with.
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup demo test clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(TORCH) -c constraints.txt
+	$(PY) -m pip install -e ".[search,onnx,tiff,report,test]" -c constraints.txt
+	touch $@
+
+demo: setup
+	$(VENV)/bin/fgmd demo --out runs/demo
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,3 @@
+from fgmd.cli.main import main
+
+raise SystemExit(main())

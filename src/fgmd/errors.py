@@ -1,0 +1,15 @@
+"""The exceptions that mean "the user's input is wrong" (the CLI prints them without a traceback)."""
+
+from fgmd.config import ConfigError
+from fgmd.data.datasets.base import DataFormatError, DatasetNotFoundError
+from fgmd.data.io import ImageReadError
+from fgmd.training.checkpoint import CheckpointError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    DatasetNotFoundError,
+    DataFormatError,
+    ImageReadError,
+    CheckpointError,
+    FileExistsError,
+)

@@ -1,0 +1,107 @@
+"""Cross-modal evaluation: encode query and database sets, score both directions.
+
+The result dict (also the content of ``metrics.json``)::
+
+    {"directions": {"ms->pan": {"map": ..., "map@100": ..., ...}, "pan->ms": {...}},
+     "mean": {"map": ..., ...},          # every metric averaged over the two directions
+     "mean_map": ...}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from fgmd.config import EvalConfig
+from fgmd.data.datasets.base import ModalityImages
+from fgmd.evaluation.metrics import retrieval_metrics
+from fgmd.models import FGMD
+
+
+@torch.no_grad()
+def encode_images(
+    model: FGMD,
+    images: ModalityImages,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Codes ``[N, K]`` (tanh outputs, on CPU) of every image of ``images``, in dataset order.
+
+    The model is put in eval mode and left there. No sampler padding: each image is encoded once.
+    """
+    model.eval()
+    loader = DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    chunks = []
+    for batch in tqdm(loader, desc=f"encode {images.modality}", disable=not progress, leave=False):
+        chunks.append(model.encode(batch["image"].to(device), images.modality).float().cpu())
+    if not chunks:
+        raise ValueError(f"no {images.modality} images to encode")
+    return torch.cat(chunks)
+
+
+def cross_modal_metrics(
+    codes: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor],
+    database_codes: Mapping[str, torch.Tensor],
+    database_labels: Mapping[str, torch.Tensor],
+    config: EvalConfig,
+) -> dict:
+    """Metrics of both directions from already computed codes.
+
+    ``codes[m]`` ``[Q_m, K]`` / ``labels[m]`` ``[Q_m, L]`` are the queries of modality ``m``;
+    ``database_codes[m]`` / ``database_labels[m]`` the database items of modality ``m``.
+    Direction ``"a->b"`` queries with modality ``a`` against the ``b`` database.
+    """
+    mod_a, mod_b = list(codes)
+    directions = {}
+    for query, target in ((mod_a, mod_b), (mod_b, mod_a)):
+        directions[f"{query}->{target}"] = retrieval_metrics(
+            codes[query],
+            database_codes[target],
+            labels[query],
+            database_labels[target],
+            map_at_k=tuple(config.map_at_k),
+            map_at_r=config.map_at_r or None,
+            precision_at=tuple(config.precision_at),
+        )
+    first, second = directions.values()
+    mean = {
+        key: (first[key] + second[key]) / 2
+        for key in first
+        if isinstance(first[key], float) and key in second and isinstance(second[key], float)
+    }
+    return {"directions": directions, "mean": mean, "mean_map": mean["map"]}
+
+
+def evaluate_model(
+    model: FGMD,
+    queries: Mapping[str, ModalityImages],
+    database: Mapping[str, ModalityImages],
+    config: EvalConfig,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Encode ``queries[m]`` and ``database[m]`` for both modalities and score both directions.
+
+    A set passed as both query and database set (e.g. the validation pairs) is encoded once.
+    """
+    encoded: dict[int, torch.Tensor] = {}
+
+    def codes_of(images: ModalityImages) -> torch.Tensor:
+        if id(images) not in encoded:
+            encoded[id(images)] = encode_images(model, images, config.batch_size, device, num_workers, progress)
+        return encoded[id(images)]
+
+    return cross_modal_metrics(
+        {m: codes_of(s) for m, s in queries.items()},
+        {m: s.labels for m, s in queries.items()},
+        {m: codes_of(s) for m, s in database.items()},
+        {m: s.labels for m, s in database.items()},
+        config,
+    )

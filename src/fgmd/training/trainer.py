@@ -1,0 +1,313 @@
+"""The FG-MD training loop: per-epoch mining, one batched pass per branch, validation, checkpoints.
+
+Reproducibility: every random draw of epoch ``e`` (mining picks, shuffling, crops, flips)
+comes from generators seeded with ``(seed, e)``, and the code bank, model, optimiser and
+scheduler are checkpointed at the end of every epoch. Resuming a killed run from
+``last.pt`` therefore gives the same weights as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from fgmd.config import Config, ConfigError
+from fgmd.data.datasets import CrossModalDataset, build_dataset
+from fgmd.data.transforms import build_transforms
+from fgmd.device import resolve_device
+from fgmd.evaluation.evaluate import evaluate_model
+from fgmd.models import FGMD, build_model
+from fgmd.training.checkpoint import load_checkpoint, save_checkpoint
+from fgmd.training.mining import mine_triplets
+from fgmd.training.objective import FGMDObjective
+
+ROLES = ("anchor", "positive", "negative")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of every random draw in ``epoch`` of a run seeded with ``seed``."""
+    return (seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def split_validation(labels: torch.Tensor, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Stratified (by first label) train/validation split of ``labels [N, L]``; returns index lists."""
+    if fraction <= 0:
+        return list(range(len(labels))), []
+    generator = torch.Generator().manual_seed(seed)
+    first_label = labels.argmax(dim=1)
+    train, val = [], []
+    for label in first_label.unique().tolist():
+        members = (first_label == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)].tolist()
+        n_val = int(round(fraction * len(members))) if len(members) > 1 else 0
+        val += members[:n_val]
+        train += members[n_val:]
+    return sorted(train), sorted(val)
+
+
+class TripletDataset(Dataset):
+    """Pair ``i`` with the positives/negatives mined for its two anchors.
+
+    ``self[i]`` holds, per modality ``m``, ``images_<m>`` ``[3, C, S, S]`` and ``labels_<m>``
+    ``[3, L]`` in role order (anchor, positive, negative), where the positive/negative of
+    modality ``m`` serve the *other* modality's anchor; and ``index = i``.
+    """
+
+    def __init__(self, pairs: CrossModalDataset, positives: dict[str, torch.Tensor], negatives: dict[str, torch.Tensor]):
+        self.pairs = pairs
+        self.positives = positives
+        self.negatives = negatives
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.pairs[index]
+        out = {"index": index}
+        for m in self.pairs.modalities:
+            pos, neg = int(self.positives[m][index]), int(self.negatives[m][index])
+            images = [sample[f"image_{m}"], self.pairs.pair_image(pos, m), self.pairs.pair_image(neg, m)]
+            labels = self.pairs.labels
+            out[f"images_{m}"] = torch.stack(images)
+            out[f"labels_{m}"] = torch.stack([labels[index], labels[pos], labels[neg]])
+        return out
+
+
+def _role_major(batch: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, ...]`` -> ``[3B, ...]`` with all anchors first, then positives, then negatives."""
+    return batch.transpose(0, 1).flatten(0, 1)
+
+
+def _worker_init(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` leaves behind."""
+
+    run_dir: Path
+    best_epoch: int
+    best_metrics: dict
+    last_epoch: int
+
+
+class Trainer:
+    """Builds everything a run needs from a :class:`Config` and trains it (see :meth:`fit`)."""
+
+    def __init__(self, config: Config, progress: bool = True):
+        self.config = config
+        self.progress = progress
+        self.run_dir = Path(config.out_dir)
+        self.device = resolve_device(config.train.device)
+        data = config.data
+        seed_everything(config.seed)
+
+        train_full = build_dataset(data, data.train_split, build_transforms(data, train=True))
+        eval_full = build_dataset(data, data.train_split, build_transforms(data, train=False))
+        train_idx, val_idx = split_validation(train_full.labels, data.val_fraction, config.seed)
+        self.train_set = train_full.subset(train_idx)
+        self.val_set = eval_full.subset(val_idx) if val_idx else None
+        self.class_names = train_full.class_names
+        self.modalities = tuple(data.modalities)
+
+        in_channels = {m: data.modality_config(m).channels for m in self.modalities}
+        self.model: FGMD = build_model(config.model, in_channels).to(self.device)
+        self.objective = FGMDObjective(
+            config.loss, config.model.bits, train_full.num_classes, self.model.level_channels
+        ).to(self.device)
+        params = list(self.model.parameters()) + list(self.objective.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.train.lr_step, gamma=config.train.lr_gamma
+        )
+        n, bits = len(self.train_set), config.model.bits
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, -1))
+        # Epoch 0 mines on random codes (DESIGN.md §2); afterwards on the codes cached in training.
+        self.bank = {m: torch.randint(0, 2, (n, bits), generator=generator).to(torch.int8) * 2 - 1 for m in self.modalities}
+        self.start_epoch = 0
+        self.best_score = float("-inf")
+        self.best_epoch = -1
+        self.best_metrics: dict = {}
+
+    # ------------------------------------------------------------------ state
+    def state(self, epoch: int) -> dict:
+        """Everything :meth:`load_state` needs to continue after ``epoch`` completed epochs."""
+        return {
+            "config": self.config.to_dict(),
+            "class_names": self.class_names,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "bank": dict(self.bank),
+            "best": {"score": self.best_score, "epoch": self.best_epoch, "metrics": self.best_metrics},
+        }
+
+    def load_state(self, state: dict) -> None:
+        saved = dict(state["config"])
+        current = self.config.to_dict()
+        saved["train"] = {**saved["train"], "epochs": current["train"]["epochs"]}
+        if saved != current:
+            diffs = _diff_keys(saved, current)
+            raise ConfigError(f"cannot resume: the config differs from the checkpoint's in {', '.join(diffs)}")
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.bank = {m: t.clone() for m, t in state["bank"].items()}
+        self.start_epoch = state["epoch"]
+        best = state["best"]
+        self.best_score, self.best_epoch, self.best_metrics = best["score"], best["epoch"], best["metrics"]
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, resume: bool = False) -> FitResult:
+        """Train for ``train.epochs`` epochs (continuing from ``last.pt`` when ``resume``)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        last_path = self.run_dir / "last.pt"
+        if resume:
+            self.load_state(load_checkpoint(last_path))
+        elif last_path.exists():
+            raise FileExistsError(f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it or choose another out_dir")
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        log_path = self.run_dir / "log.jsonl"
+        _truncate_log(log_path, self.start_epoch)
+
+        epochs = self.config.train.epochs
+        for epoch in range(self.start_epoch, epochs):
+            record = self.train_epoch(epoch)
+            is_last = epoch + 1 == epochs
+            if self.val_set is not None and ((epoch + 1) % self.config.train.eval_every == 0 or is_last):
+                metrics = self.validate()
+                record["val"] = metrics
+                score = metrics["mean_map"]
+                if score > self.best_score:
+                    self.best_score, self.best_epoch, self.best_metrics = score, epoch, metrics
+                    self.save_best(epoch, metrics, "validation")
+            elif self.val_set is None:
+                self.best_epoch, self.best_metrics = epoch, {}
+                self.save_best(epoch, {}, "last")
+            with log_path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            save_checkpoint(last_path, self.state(epoch + 1))
+        return FitResult(self.run_dir, self.best_epoch, self.best_metrics, epochs - 1)
+
+    def save_best(self, epoch: int, metrics: dict, selected_on: str) -> None:
+        save_checkpoint(
+            self.run_dir / "best.pt",
+            {
+                "config": self.config.to_dict(),
+                "class_names": self.class_names,
+                "epoch": epoch,
+                "model": self.model.state_dict(),
+                "selected_on": selected_on,
+                "metrics": metrics,
+            },
+        )
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One epoch: mine, then one optimiser step per batch; returns the epoch's log record."""
+        config = self.config
+        seed = epoch_seed(config.seed, epoch)
+        seed_everything(seed)
+        generator = torch.Generator().manual_seed(seed)
+        a, b = self.modalities
+        labels = self.train_set.labels
+        pos_b, neg_b = mine_triplets(self.bank[a], self.bank[b], labels, config.loss.mining_k, generator)
+        pos_a, neg_a = mine_triplets(self.bank[b], self.bank[a], labels, config.loss.mining_k, generator)
+        triplets = TripletDataset(self.train_set, {a: pos_a, b: pos_b}, {a: neg_a, b: neg_b})
+        loader = DataLoader(
+            triplets,
+            batch_size=config.train.batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=config.data.num_workers,
+            worker_init_fn=_worker_init,
+            persistent_workers=False,
+        )
+        self.model.train()
+        self.objective.train()
+        sums: dict[str, float] = {}
+        seen = 0
+        start = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not self.progress, leave=False)
+        for batch in bar:
+            terms, size = self.train_step(batch)
+            seen += size
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value * size
+            bar.set_postfix(loss=f"{terms['total']:.3f}")
+        elapsed = time.perf_counter() - start
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        record = {"epoch": epoch, "lr": lr, "time_s": round(elapsed, 3), "pairs_per_s": round(seen / elapsed, 2)}
+        record.update({name: value / max(seen, 1) for name, value in sums.items()})
+        return record
+
+    def train_step(self, batch: dict) -> tuple[dict[str, float], int]:
+        """Forward both branches on ``3B`` images each, backward, step; update the code bank."""
+        size = len(batch["index"])
+        images = {m: _role_major(batch[f"images_{m}"]).to(self.device, non_blocking=True) for m in self.modalities}
+        labels = {m: _role_major(batch[f"labels_{m}"]).to(self.device) for m in self.modalities}
+        amp = self.config.train.amp
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            outputs = {m: self.model.encoders[m](images[m]) for m in self.modalities}
+            codes = {m: out.codes.float() for m, out in outputs.items()}
+            features = {m: tuple(f[:size] for f in out.features) for m, out in outputs.items()}
+            loss, terms = self.objective(codes, labels, features if self.objective.damd is not None else None)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        index = batch["index"]
+        for m in self.modalities:
+            anchors = codes[m][:size].detach().cpu()
+            self.bank[m][index] = torch.where(anchors >= 0, 1, -1).to(torch.int8)
+        return terms, size
+
+    def validate(self) -> dict:
+        """Cross-modal metrics on the validation pairs (each modality queries the other)."""
+        transforms = build_transforms(self.config.data, train=False)
+        sets = {m: self.val_set.images(m, transforms[m]) for m in self.modalities}
+        return evaluate_model(self.model, sets, sets, self.config.eval, self.device, self.config.data.num_workers)
+
+
+def fit(config: Config, resume: bool = False, progress: bool = True) -> FitResult:
+    """Train FG-MD as configured; the run directory is ``config.out_dir``."""
+    return Trainer(config, progress=progress).fit(resume=resume)
+
+
+def _truncate_log(path: Path, epochs_done: int) -> None:
+    """Keep only the log lines of epochs that a checkpoint covers (a killed run may have written more)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] < epochs_done]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            keys += _diff_keys(a[key], b[key], f"{prefix}{key}.")
+        elif a.get(key) != b.get(key):
+            keys.append(f"{prefix}{key}")
+    return keys

@@ -1,0 +1,50 @@
+import pytest
+
+from fgmd.config import Config, ConfigError, load_config
+
+
+def test_defaults_round_trip_through_plain_dict():
+    config = Config()
+    assert Config.from_dict(config.to_dict()) == config
+
+
+def test_yaml_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  bits: 16\ntrain:\n  lr: 0.001\n")
+    config = load_config(path, ["model.bits=64", "data.modalities=[vis, ir]", "train.epochs=3"])
+    assert config.model.bits == 64
+    assert config.train.lr == 0.001
+    assert config.data.modalities == ["vis", "ir"]
+    assert config.train.epochs == 3
+
+
+def test_int_widens_to_float():
+    assert load_config(None, ["train.lr=1"]).train.lr == 1.0
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.bitz=32", "unknown key model.bitz"),
+        ("model.bits=12", "multiple of 8"),
+        ("model.bits=abc", "model.bits: expected an integer"),
+        ("train.amp=1", "train.amp: expected true or false"),
+        ("data.modalities=[ms]", "two different modalities"),
+        ("data.modality.pan.channels=0", "channels must be >= 1"),
+        ("data.modality.sar.channels=1", "data.modality.sar: not one of"),
+        ("data.resize=32", "must be >= data.image_size"),
+        ("nonsense", "key.sub=value"),
+    ],
+)
+def test_bad_values_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")

@@ -1,0 +1,92 @@
+import json
+
+import pytest
+import torch
+
+from fgmd.api import evaluate_checkpoint, load_model
+from fgmd.training.checkpoint import CheckpointError, load_checkpoint
+from fgmd.training.trainer import Trainer, fit, split_validation
+
+
+def test_split_validation_is_stratified_disjoint_and_seeded():
+    labels = torch.nn.functional.one_hot(torch.arange(40) % 4, 4).float()
+    train, val = split_validation(labels, 0.25, seed=1)
+    assert sorted(train + val) == list(range(40)) and not set(train) & set(val)
+    assert [int(labels[val, c].sum()) for c in range(4)] == [2, 2, 2, 2]  # round(0.25 * 10) per class
+    assert split_validation(labels, 0.25, seed=1) == (train, val)
+    assert split_validation(labels, 0.0, seed=1) == (list(range(40)), [])
+
+
+def test_tiny_run_learns_and_writes_a_complete_run_directory(tiny_config):
+    config = tiny_config(**{"train.epochs": 6, "train.eval_every": 6})
+    trainer = Trainer(config, progress=False)
+    initial = trainer.validate()["mean_map"]
+    result = trainer.fit()
+    run = result.run_dir
+    for name in ("config.yaml", "log.jsonl", "last.pt", "best.pt"):
+        assert (run / name).is_file()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == list(range(6))
+    for term in ("classification", "quantization", "triplet", "damd", "damd_weighted", "total"):
+        assert term in log[0]
+    final = log[-1]["val"]["mean_map"]
+    assert final > initial + 0.2, (initial, final)
+    metrics = evaluate_checkpoint(run / "best.pt")
+    assert set(metrics["directions"]) == {"ms->pan", "pan->ms"}
+    assert json.loads((run / "metrics.json").read_text())["mean_map"] == pytest.approx(metrics["mean_map"])
+
+
+def test_checkpoints_load_with_weights_only(tiny_config):
+    result = fit(tiny_config(**{"train.epochs": 1}), progress=False)
+    state = torch.load(result.run_dir / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and isinstance(state["config"], dict)
+    model, config = load_model(result.run_dir / "best.pt")
+    assert config.model.bits == 16
+    codes = model.encode(torch.zeros(1, 1, 32, 32), "pan")
+    assert codes.shape == (1, 16)
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
+    reference = fit(tiny_config(**{"train.epochs": 3, "out_dir": str(tmp_path / "ref")}), progress=False)
+    config = tiny_config(**{"train.epochs": 3, "out_dir": str(tmp_path / "killed")})
+
+    original = Trainer.train_epoch
+
+    def crash_at_epoch_2(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, progress=False)
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(config, progress=False)
+    resumed = fit(config, resume=True, progress=False)
+
+    a = load_checkpoint(reference.run_dir / "last.pt")
+    b = load_checkpoint(resumed.run_dir / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    log_a = (reference.run_dir / "log.jsonl").read_text().splitlines()
+    log_b = (resumed.run_dir / "log.jsonl").read_text().splitlines()
+    assert len(log_b) == 3
+    assert [json.loads(x)["total"] for x in log_a] == [json.loads(x)["total"] for x in log_b]
+
+
+def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
+    fit(tiny_config(**{"train.epochs": 1}), progress=False)
+    with pytest.raises(Exception, match="model.bits"):
+        fit(tiny_config(**{"train.epochs": 2, "model.bits": 24}), resume=True, progress=False)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_checkpoint(path)
+    torch.save({"weights": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="not an fgmd checkpoint"):
+        load_checkpoint(path)
