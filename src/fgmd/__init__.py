@@ -8,10 +8,10 @@ The public API (see README "Python API"):
 * :func:`evaluate_checkpoint` / :func:`retrieval_metrics` — retrieval metrics
 """
 
-from fgmd.api import encode_files, evaluate_checkpoint, load_model, model_from_config
+from fgmd.api import encode_files, evaluate_checkpoint, load_model
 from fgmd.config import Config, load_config
 from fgmd.evaluation.metrics import retrieval_metrics
-from fgmd.models import FGMD, build_model
+from fgmd.models import FGMD, build_model, model_from_config
 from fgmd.training.trainer import fit
 
 __version__ = "0.1.0"

@@ -22,14 +22,8 @@ from fgmd.data.io import read_image
 from fgmd.data.transforms import build_transforms
 from fgmd.device import resolve_device
 from fgmd.evaluation.evaluate import evaluate_model
-from fgmd.models import FGMD, build_model
+from fgmd.models import FGMD, model_from_config
 from fgmd.training.checkpoint import load_checkpoint
-
-
-def model_from_config(config: Config) -> FGMD:
-    """A freshly initialised FG-MD for the modalities and band counts of ``config``."""
-    in_channels = {m: config.data.modality_config(m).channels for m in config.data.modalities}
-    return build_model(config.model, in_channels)
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[FGMD, Config]:

@@ -25,7 +25,7 @@ from fgmd.data.datasets import CrossModalDataset, build_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.device import resolve_device
 from fgmd.evaluation.evaluate import evaluate_model
-from fgmd.models import FGMD, build_model
+from fgmd.models import FGMD, model_from_config
 from fgmd.training.checkpoint import load_checkpoint, save_checkpoint
 from fgmd.training.mining import mine_triplets
 from fgmd.training.objective import FGMDObjective
@@ -129,8 +129,7 @@ class Trainer:
         self.class_names = train_full.class_names
         self.modalities = tuple(data.modalities)
 
-        in_channels = {m: data.modality_config(m).channels for m in self.modalities}
-        self.model: FGMD = build_model(config.model, in_channels).to(self.device)
+        self.model: FGMD = model_from_config(config).to(self.device)
         self.objective = FGMDObjective(
             config.loss, config.model.bits, train_full.num_classes, self.model.level_channels
         ).to(self.device)

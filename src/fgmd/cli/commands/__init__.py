@@ -1,0 +1,1 @@
+"""One module per ``fgmd`` subcommand; each defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``."""
