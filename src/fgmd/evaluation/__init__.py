@@ -1,0 +1,21 @@
+"""Retrieval evaluation: Hamming ranking and hashing metrics (see ``metrics``)."""
+
+from fgmd.evaluation.metrics import (
+    binarize,
+    hamming_distance,
+    hamming_ranking,
+    pr_curve_by_radius,
+    precision_recall_at_ranks,
+    relevance,
+    retrieval_metrics,
+)
+
+__all__ = [
+    "binarize",
+    "hamming_distance",
+    "hamming_ranking",
+    "pr_curve_by_radius",
+    "precision_recall_at_ranks",
+    "relevance",
+    "retrieval_metrics",
+]
