@@ -18,8 +18,9 @@ def test_yaml_file_and_overrides(tmp_path):
     assert config.train.epochs == 3
 
 
-def test_int_widens_to_float():
+def test_int_widens_to_float_and_yaml_exponents_without_dot_are_numbers():
     assert load_config(None, ["train.lr=1"]).train.lr == 1.0
+    assert load_config(None, ["train.lr=2e-3"]).train.lr == 0.002  # PyYAML reads 2e-3 as a string
 
 
 @pytest.mark.parametrize(

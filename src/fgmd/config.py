@@ -269,6 +269,11 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         _, item = typing.get_args(hint)
         return {str(k): _coerce(item, v, f"{name}.{k}") for k, v in value.items()}
     if hint is float:
+        if isinstance(value, str):  # PyYAML reads "1e-3" (no dot) as a string: accept it as a number
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name}: expected a number, got {value!r}")
         return float(value)
