@@ -1,0 +1,22 @@
+"""The FG-MD network (DESIGN.md §2): knows nothing of losses, data or files."""
+
+from .adf import ADF, GatedPool
+from .complexity import count_macs, count_parameters, model_summary
+from .encoder import EncoderOutput, ModalityEncoder
+from .fdfsp import FDFSP
+from .fgmd import FGMD, build_model
+from .head import HashHead
+
+__all__ = [
+    "build_model",
+    "FGMD",
+    "ModalityEncoder",
+    "EncoderOutput",
+    "FDFSP",
+    "ADF",
+    "GatedPool",
+    "HashHead",
+    "count_parameters",
+    "count_macs",
+    "model_summary",
+]

@@ -1,0 +1,106 @@
+"""Parameter and multiply-accumulate (MAC) counting.
+
+MACs are counted with :class:`torch.utils.flop_counter.FlopCounterMode` (MACs = FLOPs / 2).
+Its formulas cover convolutions and matrix products (the usual convention of MAC counters):
+elementwise work — activations, BN, residual additions, the spectral products inside FDFSP,
+ADF's shift-and-add and softmaxes, pooling — is not counted.
+
+FFTs have no formula in PyTorch, so they would count as zero. Here they are counted with the
+textbook radix-2 estimate: a complex FFT of ``N`` points costs ``5 N log2 N`` real FLOPs and a
+real-input (``rfft``) or real-output (``irfft``) one half of that, for ``N`` the product of the
+transformed sizes. This is the cost of the default ``torch.fft`` path; the export-only matmul
+DFT path (``FDFSP.use_matmul_dft``) costs more and would be counted as its matmuls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+if TYPE_CHECKING:
+    from .fgmd import FGMD
+
+__all__ = ["count_parameters", "count_macs", "model_summary"]
+
+_aten = torch.ops.aten
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameter elements of ``module`` (trainable or not)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def _fft_flops(shape: torch.Size, dims: list[int], complex_input: bool) -> int:
+    """FLOPs of FFTs over ``dims`` of a signal of ``shape`` (see the module docstring)."""
+    points = math.prod(shape[d] for d in dims)
+    transforms = math.prod(shape) // max(points, 1)
+    per_transform = 5 * points * math.log2(points) if points > 1 else 0.0
+    return int(round(transforms * per_transform * (1.0 if complex_input else 0.5)))
+
+
+def _r2c_flops(x_shape, dim, *args, out_shape=None, **kwargs) -> int:
+    return _fft_flops(x_shape, dim, complex_input=False)
+
+
+def _c2r_flops(x_shape, dim, *args, out_shape=None, **kwargs) -> int:
+    return _fft_flops(out_shape, dim, complex_input=False)
+
+
+def _c2c_flops(x_shape, dim, *args, out_shape=None, **kwargs) -> int:
+    return _fft_flops(x_shape, dim, complex_input=True)
+
+
+_FFT_FORMULAS = {
+    _aten._fft_r2c: _r2c_flops,
+    _aten._fft_c2r: _c2r_flops,
+    _aten._fft_c2c: _c2c_flops,
+}
+
+
+def count_macs(module: nn.Module | Callable[..., Any], example_input: Tensor | tuple) -> int:
+    """MACs of one ``module(example_input)`` call (no gradient), FFTs included analytically.
+
+    ``module`` is a module or any callable (e.g. ``encoder.encode``); ``example_input`` is a
+    tensor or a tuple of positional arguments. A module runs in whatever mode it is in: put it
+    in eval mode for inference costs.
+    """
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_FFT_FORMULAS) as counter:
+        module(*args)
+    return counter.get_total_flops() // 2
+
+
+def model_summary(model: FGMD, image_size: int = 224) -> dict[str, Any]:
+    """Parameters and inference MACs of each branch of ``model`` at ``image_size`` (batch 1).
+
+    Returns:
+        ``{"image_size", "total_params", "branches": {modality: {"in_channels", "params",
+        "macs", "parts": {"trunk", "fdfsp", "adf", "head"}}}}`` (parts are parameter counts;
+        a disabled module counts 0).
+    """
+    was_training = model.training
+    model.eval()
+    branches = {}
+    try:
+        for name in model.modalities:
+            encoder = model.encoders[name]
+            device = next(encoder.parameters()).device
+            image = torch.zeros(1, encoder.in_channels, image_size, image_size, device=device)
+            parts = {
+                part: count_parameters(getattr(encoder, part)) if getattr(encoder, part) is not None else 0
+                for part in ("trunk", "fdfsp", "adf", "head")
+            }
+            branches[name] = {
+                "in_channels": encoder.in_channels,
+                "params": count_parameters(encoder),
+                "macs": count_macs(encoder.encode, image),
+                "parts": parts,
+            }
+    finally:
+        model.train(was_training)
+    return {"image_size": image_size, "total_params": count_parameters(model), "branches": branches}

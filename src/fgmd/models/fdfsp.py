@@ -1,0 +1,202 @@
+"""FDFSP: Frequency-Domain Full-Spectrum Perceiver (DESIGN.md §2).
+
+Placed after a stride-2 trunk stage. With ``X̂ = rfft2(x, norm="ortho")`` it computes
+
+    y = irfft2((Σ_k g_k M_k + K̂) ⊙ X̂, s=(H, W)) + conv1x1(unshuffle(highpass(stage_input)))
+
+- ``M_k`` (k = low, mid, high): fixed soft radial bands on the normalised radius
+  ``r = min(1, |f| / 0.5)`` (``f`` in cycles per pixel), triangular hats centred on
+  r = 0, 0.5, 1 that sum to one at every frequency.
+- ``g_k``: per-image, per-channel gains in (0, 2) = ``2 sigmoid(MLP(log band energies))``,
+  the MLP's last layer zero-initialised, so ``g = 1`` at init and ``Σ g_k M_k = 1``.
+- ``K̂``: a static global filter, stored as a real ``k x k`` spatial kernel per channel
+  (zero init) and transformed to the ``H x W`` grid by a DFT (wrapping circularly when
+  the map is smaller than the kernel). Being the spectrum of a real kernel it is Hermitian,
+  so the product stays the spectrum of a real map; in space it is the circular
+  convolution ``y[n] += Σ_d w[d] x[n - d]`` with offsets ``d`` in ``[-k//2, k//2]``.
+- Out-of-band recovery: the stage input, high-passed to the frequencies the output grid
+  cannot represent (|f| > 1/4 cycle per input pixel on either axis), zero-padded to even
+  size, ``PixelUnshuffle(2)`` and a zero-initialised 1x1 convolution to ``C`` channels
+  (computed as the equivalent 2x2 stride-2 convolution).
+
+At initialisation the block is the identity (up to float rounding). The spectral work runs
+in float32 even under autocast (half-precision FFTs need power-of-two sizes). Setting
+``use_matmul_dft = True`` replaces ``torch.fft`` by the real-matmul DFT of :mod:`.dft`
+(ONNX-exportable, same output).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .dft import half_spectrum_width, irfft2_matmul, rfft2_matmul, static_size
+
+__all__ = ["FDFSP", "band_masks"]
+
+_NUM_BANDS = 3
+
+
+def _frequency_grid(height: int, width: int) -> tuple[Tensor, Tensor]:
+    """|f_y| ``[H, 1]`` and f_x ``[1, Wr]`` of the one-sided spectrum, in cycles per pixel."""
+    ky = torch.arange(height, dtype=torch.float64)
+    fy = torch.minimum(ky, height - ky) / height
+    fx = torch.arange(half_spectrum_width(width), dtype=torch.float64) / width
+    return fy[:, None], fx[None, :]
+
+
+@lru_cache(maxsize=64)
+def band_masks(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Soft radial bands of an ``H x W`` map (cached, float32).
+
+    Returns:
+        ``masks [3, H * Wr]`` (low, mid, high; they sum to one at every frequency) and
+        ``weights [3, H * Wr]``, each mask divided by its sum (band averaging weights).
+    """
+    fy, fx = _frequency_grid(height, width)
+    radius = torch.clamp(torch.sqrt(fy**2 + fx**2) / 0.5, max=1.0)
+    low = torch.clamp(1 - 2 * radius, min=0)
+    high = torch.clamp(2 * radius - 1, min=0)
+    masks = torch.stack([low, 1 - low - high, high]).flatten(1)
+    weights = masks / masks.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    return masks.to(device, torch.float32), weights.to(device, torch.float32)
+
+
+@lru_cache(maxsize=64)
+def _pair_weights(height: int, width: int, device: torch.device) -> Tensor:
+    """``[H * Wr * 2, 3]``: band averaging weights for squared ``(re, im)`` pairs, laid out as
+    ``torch.view_as_real(spectrum).square().flatten(2)`` (so the sum ``re² + im²`` is folded
+    into the band-averaging matmul)."""
+    return band_masks(height, width, device)[1].T.repeat_interleave(2, dim=0).contiguous()
+
+
+@lru_cache(maxsize=64)
+def _highpass_mask(height: int, width: int, device: torch.device) -> Tensor:
+    """``[H, Wr]``: 1 where |f| > 1/4 cycle/pixel on either axis (lost by a stride-2 stage)."""
+    fy, fx = _frequency_grid(height, width)
+    tol = 1e-9
+    low = (fy <= 0.25 + tol) & (fx <= 0.25 + tol)
+    return (~low).to(device, torch.float32)
+
+
+@lru_cache(maxsize=64)
+def _kernel_dft_basis(height: int, width: int, kernel_size: int, device: torch.device) -> Tensor:
+    """Unnormalised DFT of the ``k x k`` kernel taps on an ``H x W`` grid (cached, float32).
+
+    Returns ``[k*k, H * Wr * 2]``: for the tap at offset ``(dy, dx)`` (offsets ``-k//2..k//2``)
+    and frequency ``(ky, kx)``, the pair ``(cos θ, -sin θ)`` with ``θ = 2π (ky dy / H + kx dx / W)``,
+    i.e. ``exp(-iθ)`` laid out as ``torch.view_as_real`` does. Offsets wrap circularly on grids
+    smaller than the kernel.
+    """
+    offsets = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
+    ky = torch.arange(height, dtype=torch.float64) / height
+    kx = torch.arange(half_spectrum_width(width), dtype=torch.float64) / width
+    angle = 2 * math.pi * (
+        offsets[:, None, None, None] * ky[None, None, :, None]
+        + offsets[None, :, None, None] * kx[None, None, None, :]
+    )  # [k, k, H, Wr]
+    basis = torch.stack([torch.cos(angle), -torch.sin(angle)], dim=-1)  # [k, k, H, Wr, 2]
+    return basis.flatten(0, 1).flatten(1).to(device, torch.float32)
+
+
+class FDFSP(nn.Module):
+    """Frequency-domain full-spectrum perceiver after a stride-2 stage (identity at init).
+
+    Args:
+        channels: ``C``, channels of the stage output ``x``.
+        in_channels: ``Cin``, channels of the stage input.
+        kernel_size: odd size of the static global filter's spatial kernel.
+        mlp_reduction: the gain MLP maps ``3C -> max(8, C // mlp_reduction) -> 3C``.
+
+    Attributes:
+        use_matmul_dft: use the real-matmul DFT (ONNX export) instead of ``torch.fft``.
+    """
+
+    def __init__(self, channels: int, in_channels: int, kernel_size: int = 7, mlp_reduction: int = 8):
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"FDFSP kernel_size must be a positive odd number, got {kernel_size}")
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.use_matmul_dft = False
+        hidden = max(8, channels // mlp_reduction)
+        self.gain_mlp = nn.Sequential(
+            nn.Linear(_NUM_BANDS * channels, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, _NUM_BANDS * channels),
+        )
+        self.kernel = nn.Parameter(torch.zeros(channels, kernel_size, kernel_size))
+        # PixelUnshuffle(2) + 1x1 conv (4*Cin -> C) is exactly a 2x2 stride-2 conv with the
+        # same weights (channel c*4 + 2i + j of the unshuffled map is pixel (i, j) of channel c);
+        # the conv form skips materialising the unshuffled map.
+        self.recover = nn.Conv2d(in_channels, channels, kernel_size=2, stride=2, bias=False)
+        nn.init.zeros_(self.gain_mlp[-1].weight)
+        nn.init.zeros_(self.gain_mlp[-1].bias)
+        nn.init.zeros_(self.recover.weight)
+
+    def forward(self, x: Tensor, stage_input: Tensor) -> Tensor:
+        """``x [B, C, H, W]`` (stage output), ``stage_input [B, Cin, H', W']`` -> ``[B, C, H, W]``.
+
+        ``H = ceil(H' / 2)`` and ``W = ceil(W' / 2)``, as produced by a stride-2 stage.
+        """
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y = self._spectral(x.float()) + self._recovery(stage_input.float(), x.shape[-2:])
+        return y.to(x.dtype)
+
+    def kernel_spectrum(self, height: int, width: int) -> Tensor:
+        """Unnormalised DFT of the spatial kernel on an ``H x W`` grid: ``[C, H, Wr, 2]`` (re, im)."""
+        basis = _kernel_dft_basis(height, width, self.kernel_size, self.kernel.device)
+        spectrum = self.kernel.float().flatten(1) @ basis  # [C, H*Wr*2]
+        return spectrum.view(self.channels, height, -1, 2)
+
+    def _band_filter(self, energy: Tensor, height: int, width: int) -> Tensor:
+        """Content-adaptive band gains: band energies ``[B, C, 3]`` -> ``Σ_k g_k M_k [B, C, H, Wr]``."""
+        batch, channels = energy.shape[:2]
+        masks, _ = band_masks(height, width, energy.device)  # [3, H*Wr]
+        gains = 2 * torch.sigmoid(self.gain_mlp(torch.log(energy + 1e-5).flatten(1)))  # [B, 3C] in (0, 2)
+        return (gains.view(batch, channels, _NUM_BANDS) @ masks).view(batch, channels, height, -1)
+
+    def _spectral(self, x: Tensor) -> Tensor:
+        """``irfft2((Σ_k g_k M_k + K̂) ⊙ X̂)``: ``[B, C, H, W]`` -> same.
+
+        Band energies are the mean of ``|X̂|²`` over each band (weighted by the mask).
+        """
+        height, width = static_size(x.shape[-2:])
+        kernel = self.kernel_spectrum(height, width)
+        if self.use_matmul_dft:
+            kernel_re, kernel_im = kernel[..., 0], kernel[..., 1]
+            re, im = rfft2_matmul(x)
+            _, weights = band_masks(height, width, x.device)
+            energy = (re * re + im * im).flatten(2) @ weights.T  # [B, C, 3]
+            filter_re = self._band_filter(energy, height, width) + kernel_re
+            out_re = re * filter_re - im * kernel_im
+            out_im = im * filter_re + re * kernel_im
+            return irfft2_matmul(out_re, out_im, (height, width))
+        spectrum = torch.fft.rfft2(x, norm="ortho")
+        squares = torch.view_as_real(spectrum).square().flatten(2)  # [B, C, H*Wr*2]
+        energy = squares @ _pair_weights(height, width, x.device)  # [B, C, 3]
+        spectral_filter = torch.view_as_complex(kernel) + self._band_filter(energy, height, width)
+        return torch.fft.irfft2(spectrum * spectral_filter, s=(height, width), norm="ortho")
+
+    def _recovery(self, stage_input: Tensor, out_size: torch.Size) -> Tensor:
+        """High band of the stage input, folded onto the output grid: -> ``[B, C, H, W]``."""
+        height, width = static_size(stage_input.shape[-2:])
+        mask = _highpass_mask(height, width, stage_input.device)  # [H', W'r]
+        if self.use_matmul_dft:
+            re, im = rfft2_matmul(stage_input)
+            high = irfft2_matmul(re * mask, im * mask, (height, width))
+        else:
+            spectrum = torch.fft.rfft2(stage_input, norm="ortho")
+            high = torch.fft.irfft2(spectrum * mask, s=(height, width), norm="ortho")
+        if height % 2 or width % 2:
+            high = F.pad(high, (0, width % 2, 0, height % 2))
+        if ((height + 1) // 2, (width + 1) // 2) != static_size(out_size):
+            raise ValueError(
+                f"FDFSP: stage input {height}x{width} does not halve to the output size "
+                f"{tuple(out_size)}"
+            )
+        return self.recover(high)

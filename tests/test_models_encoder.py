@@ -1,0 +1,105 @@
+"""ModalityEncoder: level shapes, switches, identity of FDFSP/ADF at init."""
+
+import pytest
+import torch
+
+from fgmd.config import ModelConfig
+from fgmd.models import EncoderOutput, ModalityEncoder, count_parameters
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are small: one intra-op thread is as fast, and immune to a busy CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("size", [64, 224])
+@pytest.mark.parametrize("width,channels", [(1.0, (16, 24, 32, 96, 320)), (0.5, (8, 16, 16, 48, 160))])
+def test_level_and_code_shapes(size, width, channels):
+    torch.manual_seed(0)
+    encoder = ModalityEncoder(ModelConfig(bits=24, width_mult=width), in_channels=3)
+    assert encoder.level_channels == channels and encoder.bits == 24
+    batch = 2 if size == 64 else 1
+    if batch == 1:
+        encoder.eval()
+    with torch.no_grad():
+        output = encoder(torch.randn(batch, 3, size, size))
+    assert isinstance(output, EncoderOutput)
+    assert output.codes.shape == (batch, 24)
+    assert output.codes.abs().max() < 1
+    assert len(output.features) == 5
+    for level, (feature, channel) in enumerate(zip(output.features, channels)):
+        side = -(-size // 2 ** (level + 1))
+        assert feature.shape == (batch, channel, side, side)
+
+
+def test_odd_input_size():
+    encoder = ModalityEncoder(ModelConfig(), in_channels=3).eval()
+    with torch.no_grad():
+        output = encoder(torch.randn(1, 3, 100, 90))  # L4 is 4x3, L2 13x12
+    assert [tuple(f.shape[-2:]) for f in output.features] == [(50, 45), (25, 23), (13, 12), (7, 6), (4, 3)]
+
+
+def test_switches_remove_modules():
+    counts = {}
+    for fdfsp, adf in [(False, False), (True, False), (False, True), (True, True)]:
+        encoder = ModalityEncoder(ModelConfig(fdfsp=fdfsp, adf=adf), in_channels=3)
+        assert (encoder.fdfsp is not None) == fdfsp and (encoder.adf is not None) == adf
+        counts[fdfsp, adf] = count_parameters(encoder)
+    assert counts[False, False] < counts[True, False] < counts[True, True]
+    assert counts[False, False] < counts[False, True] < counts[True, True]
+    fdfsp_params = counts[True, False] - counts[False, False]
+    assert 200_000 < fdfsp_params < 320_000
+
+
+def test_full_encoder_equals_baseline_at_init():
+    torch.manual_seed(0)
+    baseline = ModalityEncoder(ModelConfig(fdfsp=False, adf=False), in_channels=3)
+    full = ModalityEncoder(ModelConfig(), in_channels=3)
+    # give the BN running statistics non-trivial values so that the copy matters
+    baseline.train()
+    with torch.no_grad():
+        baseline(torch.randn(4, 3, 64, 64))
+    result = full.load_state_dict(baseline.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert result.missing_keys and all(k.startswith(("fdfsp.", "adf.")) for k in result.missing_keys)
+    baseline.eval()
+    full.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = baseline(x)
+        output = full(x)
+        torch.testing.assert_close(output.codes, expected.codes, atol=1e-5, rtol=1e-4)
+        for level in range(5):
+            torch.testing.assert_close(output.features[level], expected.features[level], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(full.encode(x), expected.codes, atol=1e-5, rtol=1e-4)
+        # and the added modules change the result once trained
+        torch.nn.init.normal_(full.fdfsp["3"].recover.weight, std=0.5)
+        assert (full(x).features[3] - expected.features[3]).abs().max() > 1e-2
+
+
+def test_one_band_input_modes():
+    x = torch.randn(1, 1, 64, 64)
+    for stem in ("adapt", "replicate"):
+        encoder = ModalityEncoder(ModelConfig(stem=stem), in_channels=1).eval()
+        with torch.no_grad():
+            assert encoder.encode(x).shape == (1, 32)
+        with pytest.raises(ValueError, match="1-band"):
+            encoder.encode(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="only handles 1-band"):
+        ModalityEncoder(ModelConfig(stem="replicate"), in_channels=4)
+
+
+def test_gradients_flow_to_all_parameters_after_perturbing_zero_inits():
+    encoder = ModalityEncoder(ModelConfig(), in_channels=3)
+    with torch.no_grad():
+        for name, param in encoder.named_parameters():
+            if name.startswith(("fdfsp.", "adf.")) and not param.any():
+                param.normal_(std=0.05)
+    output = encoder(torch.randn(2, 3, 64, 64))
+    (output.codes.sum() + sum(f.square().mean() for f in output.features)).backward()
+    missing = [n for n, p in encoder.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not missing
