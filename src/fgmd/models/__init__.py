@@ -4,6 +4,7 @@ from .adf import ADF, GatedPool
 from .complexity import count_macs, count_parameters, model_summary
 from .encoder import EncoderOutput, ModalityEncoder
 from .fdfsp import FDFSP
+from .factory import model_from_config
 from .fgmd import FGMD, build_model
 from .head import HashHead
 
@@ -19,4 +20,5 @@ __all__ = [
     "count_parameters",
     "count_macs",
     "model_summary",
+    "model_from_config",
 ]
