@@ -1,12 +1,18 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import tiny_overrides
 
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "fgmd", *args], capture_output=True, text=True, cwd=cwd)
+    """Run ``python -m fgmd`` on this checkout's sources (installed or not)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "fgmd", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 def test_cli_end_to_end_on_a_generated_dataset(tmp_path):

@@ -20,10 +20,10 @@ from fgmd.config import Config
 from fgmd.data.datasets import build_dataset
 from fgmd.data.io import read_image
 from fgmd.data.transforms import build_transforms
-from fgmd.device import resolve_device
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
 from fgmd.training.checkpoint import load_checkpoint
+from fgmd.training.distributed import init_distributed
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[FGMD, Config]:
@@ -63,12 +63,13 @@ def evaluate_checkpoint(
 
     ``overrides`` (``key=value``) adjust the stored config, e.g. ``data.root=/new/place`` or
     ``eval.map_at_r=86``. The metrics are written to ``out`` (default: ``metrics.json``
-    beside the checkpoint) and returned.
+    beside the checkpoint) and returned. Under ``torchrun`` the images are encoded in shards,
+    one per process, gathered without padding; rank 0 writes the file.
     """
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
     config = Config.from_dict(state["config"]).with_overrides(list(overrides))
-    device = resolve_device(config.train.device)
+    context, device = init_distributed(config.train.device)
     model = model_from_config(config)
     model.load_state_dict(state["model"])
     model.to(device)
@@ -78,7 +79,7 @@ def evaluate_checkpoint(
     db_split = query_split if data.database_split == data.query_split else build_dataset(data, data.database_split)
     queries = {m: query_split.images(m, transforms[m]) for m in data.modalities}
     database = {m: db_split.images(m, transforms[m]) for m in data.modalities}
-    metrics = evaluate_model(model, queries, database, config.eval, device, data.num_workers, progress)
+    metrics = evaluate_model(model, queries, database, config.eval, device, data.num_workers, progress, context)
     metrics.update(
         {
             "checkpoint": str(checkpoint),
@@ -91,5 +92,6 @@ def evaluate_checkpoint(
         }
     )
     out = Path(out) if out is not None else checkpoint.parent / "metrics.json"
-    out.write_text(json.dumps(metrics, indent=2))
+    if context.is_main:
+        out.write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -104,6 +104,7 @@ class TrainConfig:
     eval_every: int = 1
     device: str = "auto"
     amp: bool = False
+    sync_bn: bool = False
 
 
 @dataclass

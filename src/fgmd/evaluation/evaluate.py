@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from fgmd.config import EvalConfig
 from fgmd.data.datasets.base import ModalityImages
 from fgmd.evaluation.metrics import retrieval_metrics
 from fgmd.models import FGMD
+from fgmd.training.distributed import DistContext, gather_rows
 
 
 @torch.no_grad()
@@ -29,19 +30,25 @@ def encode_images(
     device: torch.device | str = "cpu",
     num_workers: int = 0,
     progress: bool = False,
+    context: DistContext | None = None,
 ) -> torch.Tensor:
     """Codes ``[N, K]`` (tanh outputs, on CPU) of every image of ``images``, in dataset order.
 
-    The model is put in eval mode and left there. No sampler padding: each image is encoded once.
+    The model is put in eval mode and left there. In a distributed run each process encodes
+    the images ``rank, rank + world, ...`` and the rows are gathered by index: every image is
+    encoded exactly once (no sampler padding), and every process gets the full result.
     """
+    context = context or DistContext()
     model.eval()
-    loader = DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    chunks = []
-    for batch in tqdm(loader, desc=f"encode {images.modality}", disable=not progress, leave=False):
+    indices = torch.arange(context.rank, len(images), context.world_size)
+    loader = DataLoader(Subset(images, indices.tolist()), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    chunks = [torch.empty(0, model.bits)]
+    show = progress and context.is_main
+    for batch in tqdm(loader, desc=f"encode {images.modality}", disable=not show, leave=False):
         chunks.append(model.encode(batch["image"].to(device), images.modality).float().cpu())
-    if not chunks:
+    if len(images) == 0:
         raise ValueError(f"no {images.modality} images to encode")
-    return torch.cat(chunks)
+    return gather_rows(torch.cat(chunks), indices, len(images), context)
 
 
 def cross_modal_metrics(
@@ -86,6 +93,7 @@ def evaluate_model(
     device: torch.device | str = "cpu",
     num_workers: int = 0,
     progress: bool = False,
+    context: DistContext | None = None,
 ) -> dict:
     """Encode ``queries[m]`` and ``database[m]`` for both modalities and score both directions.
 
@@ -95,7 +103,9 @@ def evaluate_model(
 
     def codes_of(images: ModalityImages) -> torch.Tensor:
         if id(images) not in encoded:
-            encoded[id(images)] = encode_images(model, images, config.batch_size, device, num_workers, progress)
+            encoded[id(images)] = encode_images(
+                model, images, config.batch_size, device, num_workers, progress, context
+            )
         return encoded[id(images)]
 
     return cross_modal_metrics(

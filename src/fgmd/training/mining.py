@@ -10,6 +10,8 @@ is deterministic given the generator.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 
@@ -79,3 +81,16 @@ def mine_triplets(
     pick_neg = (torch.rand(n, generator=generator) * num_neg).long().clamp(max=num_neg - 1)
     rows = torch.arange(n)
     return positives[rows, pick_pos], negatives[rows, pick_neg]
+
+
+def mining_digest(indices: dict[str, torch.Tensor]) -> str:
+    """A short fingerprint (SHA-1, 12 hex digits) of mined index tensors, logged per epoch.
+
+    Two runs that mined the same triplets have the same digest; used to check that every
+    process of a distributed run mines exactly what a single process would.
+    """
+    digest = hashlib.sha1()
+    for name in sorted(indices):
+        digest.update(name.encode())
+        digest.update(indices[name].to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]

@@ -1,9 +1,18 @@
 """The FG-MD training loop: per-epoch mining, one batched pass per branch, validation, checkpoints.
 
 Reproducibility: every random draw of epoch ``e`` (mining picks, shuffling, crops, flips)
-comes from generators seeded with ``(seed, e)``, and the code bank, model, optimiser and
-scheduler are checkpointed at the end of every epoch. Resuming a killed run from
-``last.pt`` therefore gives the same weights as a run that was never interrupted.
+comes from generators seeded with ``(seed, e)`` (and the rank, for augmentation), and the
+code bank, model, optimiser and scheduler are checkpointed at the end of every epoch.
+Resuming a killed run from ``last.pt`` therefore gives the same weights as a run that was
+never interrupted.
+
+Multi-process (``torchrun``): the model and the objective are wrapped together in one
+DistributedDataParallel module; a DistributedSampler splits the pairs; the code bank rows
+each rank wrote are merged after every epoch, so every rank mines against the whole
+training set exactly as a single process would. Each rank loads and encodes the mined
+positives/negatives of its own anchors, so the triplet and DAMD terms need no cross-rank
+gradient exchange (negatives are *mined* globally but not gathered with gradients). The
+effective batch is ``train.batch_size`` x world size. Only rank 0 logs and writes files.
 """
 
 from __future__ import annotations
@@ -17,17 +26,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, Dataset
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from fgmd.config import Config, ConfigError
 from fgmd.data.datasets import CrossModalDataset, build_dataset
 from fgmd.data.transforms import build_transforms
-from fgmd.device import resolve_device
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
 from fgmd.training.checkpoint import load_checkpoint, save_checkpoint
-from fgmd.training.mining import mine_triplets
+from fgmd.training.distributed import barrier, init_distributed, merge_bank_updates
+from fgmd.training.mining import mine_triplets, mining_digest
 from fgmd.training.objective import FGMDObjective
 
 ROLES = ("anchor", "positive", "negative")
@@ -100,6 +111,27 @@ def _worker_init(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+class TrainingStep(nn.Module):
+    """Model and objective as one module, so one DistributedDataParallel wrapper synchronises both."""
+
+    def __init__(self, model: FGMD, objective: FGMDObjective):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(
+        self, images: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], batch_size: int
+    ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
+        """Loss, its terms, and the anchors' codes ``[B, K]`` per modality (role-major inputs ``[3B, ...]``)."""
+        outputs = {m: self.model.encoders[m](x) for m, x in images.items()}
+        codes = {m: out.codes.float() for m, out in outputs.items()}
+        features = None
+        if self.objective.damd is not None:
+            features = {m: tuple(f[:batch_size] for f in out.features) for m, out in outputs.items()}
+        loss, terms = self.objective(codes, labels, features)
+        return loss, terms, {m: c[:batch_size].detach() for m, c in codes.items()}
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` leaves behind."""
@@ -115,9 +147,9 @@ class Trainer:
 
     def __init__(self, config: Config, progress: bool = True):
         self.config = config
-        self.progress = progress
+        self.context, self.device = init_distributed(config.train.device)
+        self.progress = progress and self.context.is_main
         self.run_dir = Path(config.out_dir)
-        self.device = resolve_device(config.train.device)
         data = config.data
         seed_everything(config.seed)
 
@@ -129,10 +161,16 @@ class Trainer:
         self.class_names = train_full.class_names
         self.modalities = tuple(data.modalities)
 
-        self.model: FGMD = model_from_config(config).to(self.device)
-        self.objective = FGMDObjective(
-            config.loss, config.model.bits, train_full.num_classes, self.model.level_channels
-        ).to(self.device)
+        self.model: FGMD = model_from_config(config)
+        self.objective = FGMDObjective(config.loss, config.model.bits, train_full.num_classes, self.model.level_channels)
+        if self.context.is_distributed and config.train.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model.to(self.device)
+        self.objective.to(self.device)
+        self.step_module: nn.Module = TrainingStep(self.model, self.objective)
+        if self.context.is_distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_module = DistributedDataParallel(self.step_module, device_ids=ids)
         params = list(self.model.parameters()) + list(self.objective.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -181,15 +219,20 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self, resume: bool = False) -> FitResult:
         """Train for ``train.epochs`` epochs (continuing from ``last.pt`` when ``resume``)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        main = self.context.is_main
         last_path = self.run_dir / "last.pt"
         if resume:
             self.load_state(load_checkpoint(last_path))
         elif last_path.exists():
-            raise FileExistsError(f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it or choose another out_dir")
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            raise FileExistsError(
+                f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it or choose another out_dir"
+            )
         log_path = self.run_dir / "log.jsonl"
-        _truncate_log(log_path, self.start_epoch)
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            _truncate_log(log_path, self.start_epoch)
+        barrier(self.context)
 
         epochs = self.config.train.epochs
         for epoch in range(self.start_epoch, epochs):
@@ -198,19 +241,23 @@ class Trainer:
             if self.val_set is not None and ((epoch + 1) % self.config.train.eval_every == 0 or is_last):
                 metrics = self.validate()
                 record["val"] = metrics
-                score = metrics["mean_map"]
-                if score > self.best_score:
-                    self.best_score, self.best_epoch, self.best_metrics = score, epoch, metrics
-                    self.save_best(epoch, metrics, "validation")
+                if metrics["mean_map"] > self.best_score:
+                    self.best_score, self.best_epoch, self.best_metrics = metrics["mean_map"], epoch, metrics
+                    if main:
+                        self.save_best(epoch, metrics, "validation")
             elif self.val_set is None:
                 self.best_epoch, self.best_metrics = epoch, {}
-                self.save_best(epoch, {}, "last")
-            with log_path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            save_checkpoint(last_path, self.state(epoch + 1))
+                if main:
+                    self.save_best(epoch, {}, "last")
+            if main:
+                with log_path.open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                save_checkpoint(last_path, self.state(epoch + 1))
+            barrier(self.context)
         return FitResult(self.run_dir, self.best_epoch, self.best_metrics, epochs - 1)
 
     def save_best(self, epoch: int, metrics: dict, selected_on: str) -> None:
+        """Write ``best.pt``: the model for retrieval, with its config and selection metrics."""
         save_checkpoint(
             self.run_dir / "best.pt",
             {
@@ -223,43 +270,68 @@ class Trainer:
             },
         )
 
+    def mine(self, epoch: int) -> TripletDataset:
+        """Hard positives/negatives for every training pair, from the bank; identical on every rank."""
+        generator = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch))
+        a, b = self.modalities
+        labels, k = self.train_set.labels, self.config.loss.mining_k
+        pos_b, neg_b = mine_triplets(self.bank[a], self.bank[b], labels, k, generator)
+        pos_a, neg_a = mine_triplets(self.bank[b], self.bank[a], labels, k, generator)
+        return TripletDataset(self.train_set, {a: pos_a, b: pos_b}, {a: neg_a, b: neg_b})
+
     def train_epoch(self, epoch: int) -> dict:
         """One epoch: mine, then one optimiser step per batch; returns the epoch's log record."""
-        config = self.config
+        config, context = self.config, self.context
         seed = epoch_seed(config.seed, epoch)
-        seed_everything(seed)
-        generator = torch.Generator().manual_seed(seed)
-        a, b = self.modalities
-        labels = self.train_set.labels
-        pos_b, neg_b = mine_triplets(self.bank[a], self.bank[b], labels, config.loss.mining_k, generator)
-        pos_a, neg_a = mine_triplets(self.bank[b], self.bank[a], labels, config.loss.mining_k, generator)
-        triplets = TripletDataset(self.train_set, {a: pos_a, b: pos_b}, {a: neg_a, b: neg_b})
+        triplets = self.mine(epoch)
+        seed_everything(seed + context.rank)  # augmentation differs per rank, mining does not
+        sampler = DistributedSampler(
+            triplets, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=seed
+        )
         loader = DataLoader(
             triplets,
             batch_size=config.train.batch_size,
-            shuffle=True,
-            generator=generator,
+            sampler=sampler,
             num_workers=config.data.num_workers,
             worker_init_fn=_worker_init,
-            persistent_workers=False,
+            generator=torch.Generator().manual_seed(seed + context.rank),
         )
-        self.model.train()
-        self.objective.train()
-        sums: dict[str, float] = {}
+        self.step_module.train()
+        updated = torch.zeros(len(self.train_set), dtype=torch.bool)
+        names: list[str] = []
+        sums = torch.zeros(0, dtype=torch.float64)
         seen = 0
         start = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not self.progress, leave=False)
         for batch in bar:
             terms, size = self.train_step(batch)
+            updated[batch["index"]] = True
+            if not names:
+                names = sorted(terms)
+                sums = torch.zeros(len(names) + 1, dtype=torch.float64)
+            sums += torch.tensor([terms[n] * size for n in names] + [size], dtype=torch.float64)
             seen += size
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value * size
             bar.set_postfix(loss=f"{terms['total']:.3f}")
         elapsed = time.perf_counter() - start
+        if context.is_distributed:
+            torch.distributed.all_reduce(sums)
+            self.bank = {m: merge_bank_updates(bank, updated, context) for m, bank in self.bank.items()}
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
-        record = {"epoch": epoch, "lr": lr, "time_s": round(elapsed, 3), "pairs_per_s": round(seen / elapsed, 2)}
-        record.update({name: value / max(seen, 1) for name, value in sums.items()})
+        total_seen = float(sums[-1]) if names else 0.0
+        record = {
+            "epoch": epoch,
+            "lr": lr,
+            "time_s": round(elapsed, 3),
+            "pairs_per_s": round(total_seen / elapsed, 2),
+            "mining_digest": mining_digest({**triplets.positives, **{f"{m}_neg": n for m, n in triplets.negatives.items()}}),
+        }
+        record.update({name: float(value) / max(total_seen, 1.0) for name, value in zip(names, sums)})
+        if context.is_distributed:
+            digests: list[str] = [""] * context.world_size
+            torch.distributed.all_gather_object(digests, record["mining_digest"])
+            if len(set(digests)) != 1:
+                raise RuntimeError(f"processes mined different triplets in epoch {epoch}: {digests}")
         return record
 
     def train_step(self, batch: dict) -> tuple[dict[str, float], int]:
@@ -267,26 +339,22 @@ class Trainer:
         size = len(batch["index"])
         images = {m: _role_major(batch[f"images_{m}"]).to(self.device, non_blocking=True) for m in self.modalities}
         labels = {m: _role_major(batch[f"labels_{m}"]).to(self.device) for m in self.modalities}
-        amp = self.config.train.amp
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-            outputs = {m: self.model.encoders[m](images[m]) for m in self.modalities}
-            codes = {m: out.codes.float() for m, out in outputs.items()}
-            features = {m: tuple(f[:size] for f in out.features) for m, out in outputs.items()}
-            loss, terms = self.objective(codes, labels, features if self.objective.damd is not None else None)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.amp):
+            loss, terms, anchor_codes = self.step_module(images, labels, size)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        index = batch["index"]
-        for m in self.modalities:
-            anchors = codes[m][:size].detach().cpu()
-            self.bank[m][index] = torch.where(anchors >= 0, 1, -1).to(torch.int8)
+        for m, codes in anchor_codes.items():
+            self.bank[m][batch["index"]] = torch.where(codes.cpu() >= 0, 1, -1).to(torch.int8)
         return terms, size
 
     def validate(self) -> dict:
         """Cross-modal metrics on the validation pairs (each modality queries the other)."""
         transforms = build_transforms(self.config.data, train=False)
         sets = {m: self.val_set.images(m, transforms[m]) for m in self.modalities}
-        return evaluate_model(self.model, sets, sets, self.config.eval, self.device, self.config.data.num_workers)
+        return evaluate_model(
+            self.model, sets, sets, self.config.eval, self.device, self.config.data.num_workers, context=self.context
+        )
 
 
 def fit(config: Config, resume: bool = False, progress: bool = True) -> FitResult:

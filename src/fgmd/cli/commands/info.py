@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
         summary = model_summary(model_from_config(variant), image_size=args.image_size)
         for modality, branch in summary["branches"].items():
             rows.append([name, modality, f"{branch['params'] / 1e6:.3f}M", f"{branch['macs'] / 1e6:.1f}M"])
-        rows.append([name, "total", f"{summary['params'] / 1e6:.3f}M", f"{summary['macs'] / 1e6:.1f}M"])
+        macs = sum(branch["macs"] for branch in summary["branches"].values())
+        rows.append([name, "total", f"{summary['total_params'] / 1e6:.3f}M", f"{macs / 1e6:.1f}M"])
     print(render_table(["model", "branch", "parameters", f"MACs @ {args.image_size}x{args.image_size}"], rows))
     print("\nDAMD attention modules and the class projection exist only while training and are not counted.")
     return 0
