@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from fgmd.config import Config, ConfigError
 from fgmd.data.datasets import CrossModalDataset, build_dataset
 from fgmd.data.transforms import build_transforms
+from fgmd.data.validation import prepare_training_data
 from fgmd.device import resolve_device
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
@@ -114,6 +115,7 @@ class Trainer:
     """Builds everything a run needs from a :class:`Config` and trains it (see :meth:`fit`)."""
 
     def __init__(self, config: Config, progress: bool = True):
+        config = prepare_training_data(config)  # data checks (errors stop here) + percentile scaling stats
         self.config = config
         self.progress = progress
         self.run_dir = Path(config.out_dir)
