@@ -24,6 +24,7 @@ scaling statistics.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import logging
@@ -128,6 +129,10 @@ def check_data(config: Config, decode: bool = True, progress: bool = False, scal
         records, class_names = fmt.scan(data, log, split_names)
     except DatasetNotFoundError as error:
         log.error(data.root or "data.root", str(error))
+        report.issues = log.items
+        return report
+    except (UnicodeDecodeError, csv.Error, OSError) as error:  # e.g. a binary file where a list should be
+        log.error(data.root, f"cannot read the dataset's lists: {type(error).__name__}: {error}")
         report.issues = log.items
         return report
     report.class_names = class_names
