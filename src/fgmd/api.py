@@ -18,7 +18,7 @@ import torch
 
 from fgmd.config import Config
 from fgmd.data.datasets import build_dataset
-from fgmd.data.io import read_image
+from fgmd.data.radiometry import build_readers
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
@@ -41,14 +41,16 @@ def encode_files(
 ) -> torch.Tensor:
     """Codes ``[N, K]`` (tanh outputs; ``sign`` gives the hash bits) of image files of ``modality``.
 
-    Images are read and transformed exactly as the evaluation pipeline does.
+    Images are read (bands, scaling, invert, equalize) and transformed exactly as the
+    evaluation pipeline does.
     """
     transform = build_transforms(config.data, train=False)[modality]
+    read = build_readers(config.data)[modality]  # band selection and radiometry of data.modality.<name>
     device = next(model.parameters()).device
     model.eval()
     codes = []
     for start in range(0, len(paths), batch_size):
-        batch = torch.stack([transform(read_image(p)) for p in paths[start : start + batch_size]])
+        batch = torch.stack([transform(read(p)) for p in paths[start : start + batch_size]])
         codes.append(model.encode(batch.to(device), modality).float().cpu())
     return torch.cat(codes) if codes else torch.empty(0, config.model.bits)
 

@@ -24,24 +24,90 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the field."""
 
 
+# The on-disk formats of ``fgmd.data.datasets.FORMATS`` (kept here so configs validate without it).
+DATA_FORMATS = ("folder", "mrssid", "vais", "csv")
+SCALINGS = ("none", "percentile")
+VAIS_MODALITIES = ("visible", "ir")
+
+
 @dataclass
 class ModalityConfig:
-    """How the images of one modality are read and normalised.
+    """How the images of one modality are read, scaled and normalised.
 
     ``channels`` is the number of bands the encoder sees after band selection
     (1 for PAN/IR, 3 for RGB, N for multispectral). ``mean``/``std`` are per band, in the
-    [0, 1] scale of the decoded image; an empty list means the ImageNet statistics for 3
-    bands and their averages for any other band count.
+    [0, 1] scale of the decoded (and scaled) image; an empty list means the ImageNet
+    statistics for 3 bands and their averages for any other band count.
+
+    Applied to each decoded image, in this order (``fgmd.data.radiometry``):
+
+    - ``bands``: 0-based band indices to keep (``[]``: all bands); ``[0]`` reads a grey image
+      stored either as 1 band or as 3 equal bands.
+    - ``scaling``: ``none`` (the decoder's [0, 1] scale) or ``percentile``: per band,
+      ``y = clip((x - low) / (high - low), 0, 1)`` with ``low``/``high`` the ``percentiles``
+      (default 2 and 98 %) of the band's values over a seeded sample of training images.
+      ``scale_low``/``scale_high`` hold them; the trainer computes and stores them at the
+      start of a run when they are empty, so a checkpoint's config reproduces the scaling.
+    - ``invert``: ``y = 1 - x`` (thermal IR shown "hot = dark" or the other way round).
+    - ``equalize``: per-band histogram equalisation over 256 levels (OpenCV's formula).
     """
 
     channels: int = 3
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+    bands: list[int] = field(default_factory=list)
+    scaling: str = "none"
+    percentiles: list[float] = field(default_factory=lambda: [2.0, 98.0])
+    scale_low: list[float] = field(default_factory=list)
+    scale_high: list[float] = field(default_factory=list)
+    invert: bool = False
+    equalize: bool = False
+
+
+@dataclass
+class MRSSIDOptions:
+    """MRSSID / FSISR layout: ``<root>/<image_dir>/<prefix><id><suffix>`` and ``<root>/<split>.txt``.
+
+    ``prefixes`` maps each modality to its file-name prefix (``FC_`` is the panchromatic side).
+    ``group_by_prefix``: ids ``<n>_<a>_<b>_<class>`` sharing ``<n>`` form a group, and a group
+    seen in two splits is reported by ``fgmd check-data`` as possible leakage.
+    """
+
+    image_dir: str = "images"
+    prefixes: dict[str, str] = field(default_factory=lambda: {"ms": "MS_", "pan": "FC_"})
+    suffix: str = ".jpg"
+    list_dir: str = ""
+    group_by_prefix: bool = True
+
+
+@dataclass
+class VAISOptions:
+    """VAIS lists written by ``fgmd prepare vais``; ``labels``: ``basic`` (6 classes) or ``fine``."""
+
+    labels: str = "basic"
+
+
+@dataclass
+class CSVOptions:
+    """Generic CSV: ``file`` (relative to ``data.root``) with one path column per modality.
+
+    ``path_columns`` maps a modality to its column; a modality not listed uses ``<modality>_path``.
+    """
+
+    file: str = "pairs.csv"
+    path_columns: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class DataConfig:
-    """Where the data is and how it is split and augmented."""
+    """Where the data is and how it is split and augmented.
+
+    ``format`` is one of :data:`DATA_FORMATS`; its options are the section of the same name
+    (``mrssid``, ``vais``, ``csv``). ``class_names`` names the classes of formats whose files
+    hold label indices only (MRSSID), or pins the names and count of any format (a label
+    outside it is an error). ``scaling_sample`` caps the training images read to compute
+    percentile scaling. Relative paths (``root``) are relative to the current directory.
+    """
 
     format: str = "folder"
     root: str = ""
@@ -56,6 +122,11 @@ class DataConfig:
     hflip: bool = True
     num_workers: int = 0
     cache_images: bool = False
+    class_names: list[str] = field(default_factory=list)
+    scaling_sample: int = 256
+    mrssid: MRSSIDOptions = field(default_factory=MRSSIDOptions)
+    vais: VAISOptions = field(default_factory=VAISOptions)
+    csv: CSVOptions = field(default_factory=CSVOptions)
 
     def modality_config(self, name: str) -> ModalityConfig:
         """The settings of modality ``name`` (defaults when the config does not list it)."""
@@ -218,6 +289,8 @@ def validate(config: Config) -> None:
                 )
         if any(s <= 0 for s in mod.std):
             raise ConfigError(f"data.modality.{name}.std must be positive, got {mod.std}")
+        _validate_radiometry(name, mod)
+    _validate_formats(config.data)
     if not 0.0 <= config.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}")
     if config.data.resize < config.data.image_size:
@@ -228,6 +301,51 @@ def validate(config: Config) -> None:
         raise ConfigError("train.epochs and train.batch_size must be >= 1")
     if config.loss.mining_k < 1:
         raise ConfigError(f"loss.mining_k must be >= 1, got {config.loss.mining_k}")
+
+
+def _validate_radiometry(name: str, mod: ModalityConfig) -> None:
+    where = f"data.modality.{name}"
+    if mod.bands:
+        if any(b < 0 for b in mod.bands):
+            raise ConfigError(f"{where}.bands are 0-based band indices, got {mod.bands}")
+        if len(mod.bands) != mod.channels:
+            raise ConfigError(f"{where}.bands selects {len(mod.bands)} band(s) but channels is {mod.channels}")
+    if mod.scaling not in SCALINGS:
+        raise ConfigError(f"{where}.scaling must be one of {', '.join(SCALINGS)}, got {mod.scaling!r}")
+    if len(mod.percentiles) != 2 or not 0.0 <= mod.percentiles[0] < mod.percentiles[1] <= 100.0:
+        raise ConfigError(f"{where}.percentiles must be [low, high] with 0 <= low < high <= 100, got {mod.percentiles}")
+    if bool(mod.scale_low) != bool(mod.scale_high):
+        raise ConfigError(f"{where}.scale_low and scale_high must be set together")
+    for stat in ("scale_low", "scale_high"):
+        values = getattr(mod, stat)
+        if values and len(values) != mod.channels:
+            raise ConfigError(f"{where}.{stat} has {len(values)} values for {mod.channels} channels")
+    if any(hi <= lo for lo, hi in zip(mod.scale_low, mod.scale_high)):
+        raise ConfigError(f"{where}: every scale_high must exceed its scale_low, got {mod.scale_low} / {mod.scale_high}")
+
+
+def _validate_formats(data: DataConfig) -> None:
+    if data.format not in DATA_FORMATS:
+        raise ConfigError(f"data.format must be one of {', '.join(DATA_FORMATS)}, got {data.format!r}")
+    if len(set(data.class_names)) != len(data.class_names):
+        raise ConfigError(f"data.class_names has duplicates: {data.class_names}")
+    if data.scaling_sample < 1:
+        raise ConfigError(f"data.scaling_sample must be >= 1, got {data.scaling_sample}")
+    if data.format == "mrssid":
+        prefixes = data.mrssid.prefixes
+        missing = [m for m in data.modalities if m not in prefixes]
+        if missing:
+            raise ConfigError(f"data.mrssid.prefixes has no prefix for modality {missing[0]!r} (has {prefixes})")
+        if prefixes[data.modalities[0]] == prefixes[data.modalities[1]]:
+            raise ConfigError(f"data.mrssid.prefixes: the two modalities share the prefix {prefixes[data.modalities[0]]!r}")
+    if data.vais.labels not in ("basic", "fine"):
+        raise ConfigError(f"data.vais.labels must be 'basic' or 'fine', got {data.vais.labels!r}")
+    if data.format == "vais" and sorted(data.modalities) != sorted(VAIS_MODALITIES):
+        raise ConfigError(f"data.modalities must be {list(VAIS_MODALITIES)} (in either order) for VAIS, got {data.modalities}")
+    if data.format == "csv":
+        for name in data.csv.path_columns:
+            if name not in data.modalities:
+                raise ConfigError(f"data.csv.path_columns.{name}: not one of data.modalities {data.modalities}")
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

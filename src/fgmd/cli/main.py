@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fgmd.cli.commands import demo, eval, generate_demo_data, info, train
+from fgmd.cli.commands import check_data, demo, eval, generate_demo_data, info, prepare, train
 
-COMMANDS = [demo, train, eval, info, generate_demo_data]
+COMMANDS = [demo, train, eval, info, generate_demo_data, check_data, prepare]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,8 @@ class Record:
         paths: image file per modality; a modality the object was not imaged in is absent.
         split: split name as written in the dataset (``train``, ``query``, ...).
         source: where the record was defined, ``file:line``, for error messages.
+        group: records sharing a non-empty group are near-duplicates (the same ship, the
+            same MRSSID scene number); a group seen in two splits is reported as possible leakage.
     """
 
     id: str
@@ -25,6 +27,7 @@ class Record:
     paths: dict[str, Path] = field(hash=False)
     split: str
     source: str = ""
+    group: str = ""
 
     def has(self, modality: str) -> bool:
         """Whether the object has an image of ``modality``."""

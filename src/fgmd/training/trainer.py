@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from fgmd.config import Config, ConfigError
 from fgmd.data.datasets import CrossModalDataset, build_dataset
 from fgmd.data.transforms import build_transforms
+from fgmd.data.validation import prepare_training_data
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
 from fgmd.training.checkpoint import load_checkpoint, save_checkpoint
@@ -146,6 +147,7 @@ class Trainer:
     """Builds everything a run needs from a :class:`Config` and trains it (see :meth:`fit`)."""
 
     def __init__(self, config: Config, progress: bool = True):
+        config = prepare_training_data(config)  # data checks (errors stop here) + percentile scaling stats
         self.config = config
         self.context, self.device = init_distributed(config.train.device)
         self.progress = progress and self.context.is_main

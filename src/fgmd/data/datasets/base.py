@@ -7,13 +7,16 @@ same code whatever the format.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch.utils.data import Dataset
 
+from fgmd.config import DataConfig
 from fgmd.data.io import read_image
+from fgmd.data.issues import DataFormatError, IssueLog
 from fgmd.data.records import Record, multi_hot
 from fgmd.data.transforms import ModalityTransform
 
@@ -23,10 +26,6 @@ class DatasetNotFoundError(FileNotFoundError):
 
     def __init__(self, what: str, expected_layout: str):
         super().__init__(f"{what}\nExpected layout:\n{expected_layout}")
-
-
-class DataFormatError(ValueError):
-    """An index file of a dataset is malformed; the message names ``file:line``."""
 
 
 ImageReader = Callable[[Path], torch.Tensor]
@@ -42,6 +41,9 @@ class CrossModalDataset(Dataset):
 
     ``records`` may hold objects imaged in one modality only (VAIS): they are not pairs,
     but they are still query/database items, available through :meth:`images`.
+
+    ``reader`` decodes a file: one callable for every modality, or a mapping modality ->
+    callable (band selection and radiometry differ per modality, see ``radiometry.py``).
     """
 
     def __init__(
@@ -50,7 +52,7 @@ class CrossModalDataset(Dataset):
         modalities: Sequence[str],
         class_names: Sequence[str],
         transforms: dict[str, ModalityTransform] | None = None,
-        reader: ImageReader = read_image,
+        reader: ImageReader | Mapping[str, ImageReader] = read_image,
         cache_images: bool = False,
     ):
         if len(modalities) != 2:
@@ -71,13 +73,17 @@ class CrossModalDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def reader_of(self, modality: str) -> ImageReader:
+        """The callable that decodes the images of ``modality``."""
+        return self.reader[modality] if isinstance(self.reader, Mapping) else self.reader
+
     def load(self, record: Record, modality: str) -> torch.Tensor:
         """Decoded image ``[C, H, W]`` of ``record`` in ``modality`` (cached when enabled)."""
         if self._cache is None:
-            return self.reader(record.paths[modality])
+            return self.reader_of(modality)(record.paths[modality])
         key = (record.id, modality)
         if key not in self._cache:
-            self._cache[key] = self.reader(record.paths[modality])
+            self._cache[key] = self.reader_of(modality)(record.paths[modality])
         return self._cache[key]
 
     def pair_image(self, index: int, modality: str) -> torch.Tensor:
@@ -111,7 +117,153 @@ class CrossModalDataset(Dataset):
         if modality not in self.modalities:
             raise KeyError(f"unknown modality {modality!r}; this dataset has {list(self.modalities)}")
         records = [r for r in self.records if r.has(modality)]
-        return ModalityImages(records, modality, self.num_classes, transform, self.reader)
+        return ModalityImages(records, modality, self.num_classes, transform, self.reader_of(modality))
+
+
+class FormatDataset(CrossModalDataset):
+    """Base of the on-disk formats: how a layout is found, parsed and built from a config.
+
+    A format sets ``NAME``, ``PAIRED`` (every record must have both modalities),
+    ``OPTIONS`` (the name of its ``DataConfig`` section, if any) and implements
+    :meth:`expected_layout` and :meth:`scan`. ``scan`` parses the splits it is asked for and
+    reports each problem to an :class:`IssueLog` (strict: the first error raises
+    :class:`DataFormatError`, naming ``file:line``).
+
+    ``Format(root, split, modalities, options=..., class_names=..., transforms=..., reader=...,
+    cache_images=...)`` is one split; :meth:`from_config` builds it from ``data.*``.
+    """
+
+    NAME: ClassVar[str] = ""
+    PAIRED: ClassVar[bool] = True
+    OPTIONS: ClassVar[str] = ""
+    DEFAULT_MODALITIES: ClassVar[tuple[str, str]] = ("ms", "pan")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        modalities: Sequence[str] | None = None,
+        *,
+        options: object | None = None,
+        class_names: Sequence[str] = (),
+        **kwargs,
+    ):
+        modalities = tuple(modalities or self.DEFAULT_MODALITIES)
+        data = self.make_config(root, modalities, options, class_names)
+        records, names = self.scan(data, IssueLog(strict=True), [split])
+        chosen = [r for r in records if r.split == split]
+        if not chosen:
+            found = sorted({r.split for r in records})
+            raise DataFormatError(f"{self.NAME} dataset at {root}: no rows of split {split!r} (splits: {found})")
+        super().__init__(chosen, modalities, names, **kwargs)
+        self.root = Path(root)
+        self.split = split
+        self.data = data
+
+    @classmethod
+    def make_config(cls, root, modalities, options=None, class_names=()) -> DataConfig:
+        """The ``DataConfig`` equivalent to constructor arguments."""
+        extra = {cls.OPTIONS: options} if cls.OPTIONS and options is not None else {}
+        return DataConfig(
+            format=cls.NAME, root=str(root), modalities=list(modalities), class_names=list(class_names), **extra
+        )
+
+    @classmethod
+    def from_config(cls, data: DataConfig, split: str, **kwargs) -> FormatDataset:
+        """The ``split`` of the dataset ``data`` describes (``kwargs``: transforms, reader, cache_images)."""
+        options = getattr(data, cls.OPTIONS) if cls.OPTIONS else None
+        return cls(data.root, split, data.modalities, options=options, class_names=data.class_names, **kwargs)
+
+    @classmethod
+    def expected_layout(cls, data: DataConfig) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def scan(
+        cls, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None = None
+    ) -> tuple[list[Record], list[str]]:
+        """Records of ``splits`` (``None``: every split the layout defines) and the class names.
+
+        Raises :class:`DatasetNotFoundError` (with the expected layout) when the root or an
+        index file is missing; other problems go to ``issues``.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def unreferenced_images(cls, data: DataConfig, records: Sequence[Record]) -> dict[str, list[Path]]:
+        """Image files of each modality in the layout that no record of any split uses."""
+        return {}
+
+
+def check_root(root: str | Path, layout: str) -> Path:
+    """``root`` as a Path; :class:`DatasetNotFoundError` (showing ``layout``) when it is not a folder."""
+    if not str(root):
+        raise DatasetNotFoundError("data.root is not set: point it at the dataset folder", layout)
+    path = Path(root)
+    if not path.is_dir():
+        raise DatasetNotFoundError(f"dataset root {path} does not exist", layout)
+    return path
+
+
+def parse_label_list(text: str | None, where: str, issues: IssueLog) -> list[int] | None:
+    """``"3"`` or ``"0;4"`` -> class indices; reports a malformed or negative label (returns None)."""
+    try:
+        labels = [int(part) for part in (text or "").split(";")]
+    except ValueError:
+        issues.error(where, f"label {text!r} is not an integer (or integers separated by ';')")
+        return None
+    if any(label < 0 for label in labels):
+        issues.error(where, f"negative label {text!r}")
+        return None
+    if len(set(labels)) != len(labels):
+        issues.error(where, f"label {text!r} repeats a class")
+        return None
+    return labels
+
+
+class ClassTable:
+    """Class index -> name, collected from rows, or pinned by ``data.class_names``."""
+
+    def __init__(self, pinned: Sequence[str] = ()):
+        self.pinned = list(pinned)
+        self.names: dict[int, str] = dict(enumerate(self.pinned))
+        self.first_seen: dict[int, str] = {}
+
+    def add(self, labels: Sequence[int], names: Sequence[str] | None, where: str, issues: IssueLog) -> bool:
+        """Check ``labels`` (and their ``names``, if the file has them) against what is known."""
+        ok = True
+        for i, label in enumerate(labels):
+            if self.pinned and label >= len(self.pinned):
+                issues.error(where, f"label {label} out of range: data.class_names has {len(self.pinned)} classes (0..{len(self.pinned) - 1})")
+                ok = False
+                continue
+            if names is None:
+                continue
+            name = names[i]
+            known = self.names.setdefault(label, name)
+            if known != name:
+                origin = "data.class_names" if self.pinned else f"before ({self.first_seen.get(label, '?')})"
+                issues.error(where, f"label {label} is named {name!r} here but {known!r} in {origin}")
+                ok = False
+            self.first_seen.setdefault(label, where)
+        return ok
+
+    def class_names(self, labels_seen: set[int], source: str, issues: IssueLog) -> list[str]:
+        if self.pinned:
+            return list(self.pinned)
+        if not labels_seen:
+            return []
+        count = max(labels_seen) + 1
+        names = []
+        for label in range(count):
+            if label not in self.names:
+                if label not in labels_seen:
+                    issues.error(source, f"no row has class {label} (labels must be 0..{count - 1}; "
+                                 "or name every class in data.class_names)")
+                names.append(f"class_{label}")
+            else:
+                names.append(self.names[label])
+        return names
 
 
 class ModalityImages(Dataset):

@@ -1,0 +1,36 @@
+"""The shipped dataset configs load, and the format registry matches the config's list."""
+
+from pathlib import Path
+
+import pytest
+
+from fgmd.config import DATA_FORMATS, load_config
+from fgmd.data.datasets import FORMATS
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["mrssid", "vais", "eurosat", "custom"])
+def test_config_loads(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert config.data.format in FORMATS
+
+
+def test_protocol_settings():
+    mrssid = load_config(CONFIGS / "mrssid.yaml")
+    assert (mrssid.data.train_split, mrssid.data.query_split, mrssid.data.database_split) == ("train", "test", "database")
+    assert mrssid.eval.map_at_r == 86 and mrssid.train.lr == 1e-4 and mrssid.model.bits == 32
+    assert (mrssid.train.lr_step, mrssid.train.lr_gamma, mrssid.train.epochs, mrssid.train.batch_size) == (10, 0.9, 200, 32)
+    assert (mrssid.data.image_size, mrssid.data.resize) == (224, 256)
+    vais = load_config(CONFIGS / "vais.yaml")
+    assert vais.train.lr == 5e-5 and vais.data.modality_config("ir").channels == 1
+    eurosat = load_config(CONFIGS / "eurosat.yaml")
+    assert eurosat.data.root == "../shared/data/eurosat_rgb5_mspan"
+    assert (eurosat.data.image_size, eurosat.data.resize) == (64, 72)
+    assert eurosat.data.modality_config("pan").channels == 1 and eurosat.data.modality_config("ms").channels == 3
+
+
+def test_format_registry_matches_config():
+    assert tuple(FORMATS) == DATA_FORMATS
+    for name, cls in FORMATS.items():
+        assert cls.NAME == name
