@@ -91,6 +91,7 @@ class LookupEncoder(nn.Module):
     def __init__(self, table: torch.Tensor):
         super().__init__()
         self.table = table
+        self.bits = table.shape[1]
         self.anchor = nn.Parameter(torch.zeros(1))
 
     def encode(self, x: torch.Tensor, modality: str) -> torch.Tensor:
