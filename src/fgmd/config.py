@@ -139,6 +139,7 @@ class ModelConfig:
 
     bits: int = 32
     width_mult: float = 1.0
+    zero_init_residual: bool = True
     fdfsp: bool = True
     adf: bool = True
     head_hidden: int = 512

@@ -31,15 +31,24 @@ _STEM_MODES = ("adapt", "replicate")
 class MobileNetV2Trunk(nn.Module):
     """torchvision MobileNetV2 ``features`` (random init), run level by level.
 
+    With ``zero_init_residual`` the last BatchNorm of every residual inverted-residual block
+    starts with zero scale, so each such block starts as the identity (Goyal et al. 2017,
+    timm's ``zero_init_last``). Trained from scratch, the trunk then learns several times
+    faster; pretrained weights overwrite it.
+
     Attributes:
         features: the torchvision ``nn.Sequential`` (19 layers).
         level_channels: output channels of L0..L4.
         out_channels: channels of the final 1x1 conv (``features[18]``).
     """
 
-    def __init__(self, width_mult: float = 1.0):
+    def __init__(self, width_mult: float = 1.0, zero_init_residual: bool = True):
         super().__init__()
         self.features = mobilenet_v2(weights=None, width_mult=width_mult).features
+        if zero_init_residual:
+            for block in self.features:
+                if getattr(block, "use_res_connect", False):
+                    nn.init.zeros_(block.conv[-1].weight)
         self.level_channels: tuple[int, ...] = tuple(
             self.features[stop - 1].out_channels for _, stop in LEVEL_SLICES
         )

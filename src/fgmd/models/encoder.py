@@ -46,7 +46,7 @@ class ModalityEncoder(nn.Module):
 
     def __init__(self, config: ModelConfig, in_channels: int):
         super().__init__()
-        self.trunk = MobileNetV2Trunk(config.width_mult)
+        self.trunk = MobileNetV2Trunk(config.width_mult, config.zero_init_residual)
         channels = self.trunk.level_channels
         self.fdfsp = (
             nn.ModuleDict(
