@@ -24,6 +24,9 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the field."""
 
 
+PRETRAINED_CHOICES = ("none", "imagenet", "imagenet_v2")
+
+
 @dataclass
 class ModalityConfig:
     """How the images of one modality are read and normalised.
@@ -64,10 +67,20 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """FG-MD encoder architecture (DESIGN.md §2). ``fdfsp``/``adf`` switch the modules off."""
+    """FG-MD encoder architecture (DESIGN.md §2). ``fdfsp``/``adf`` switch the modules off.
+
+    ``pretrained`` picks the initial trunk weights: ``none`` (random), ``imagenet``
+    (torchvision ``MobileNet_V2_Weights.IMAGENET1K_V1``, what ``pretrained=True`` loads in
+    the FSISR/FG-MD scripts) or ``imagenet_v2`` (``IMAGENET1K_V2``). The weights are
+    downloaded into the torch hub cache on first use, or read from ``pretrained_path`` (a
+    local state dict with torchvision or timm ``mobilenetv2_100`` key names). Only
+    ``width_mult: 1.0`` has pretrained weights.
+    """
 
     bits: int = 32
     width_mult: float = 1.0
+    pretrained: str = "none"
+    pretrained_path: str = ""
     fdfsp: bool = True
     adf: bool = True
     head_hidden: int = 512
@@ -104,6 +117,10 @@ class TrainConfig:
     eval_every: int = 1
     device: str = "auto"
     amp: bool = False
+    # Also score the test split (queries vs database) at every validation epoch and log it
+    # as "test" in log.jsonl. Selection (best.pt) still uses validation only; this exists to
+    # report the optimistic "best on test" number the published scripts select by.
+    track_test: bool = False
 
 
 @dataclass
@@ -197,6 +214,21 @@ def validate(config: Config) -> None:
         raise ConfigError(f"model.bits must be a multiple of 8 between 8 and 128, got {bits}")
     if config.model.width_mult <= 0:
         raise ConfigError(f"model.width_mult must be positive, got {config.model.width_mult}")
+    if config.model.pretrained not in PRETRAINED_CHOICES:
+        raise ConfigError(
+            f"model.pretrained must be one of {', '.join(PRETRAINED_CHOICES)}, got {config.model.pretrained!r}"
+        )
+    if config.model.pretrained_path and config.model.pretrained == "none":
+        raise ConfigError(
+            f"model.pretrained_path is set ({config.model.pretrained_path}) but model.pretrained is 'none': "
+            "set model.pretrained=imagenet to load it"
+        )
+    if config.model.pretrained != "none" and config.model.width_mult != 1.0:
+        raise ConfigError(
+            f"model.pretrained={config.model.pretrained} needs model.width_mult=1.0 (ImageNet weights exist "
+            f"only for the full-width MobileNetV2), got {config.model.width_mult}; "
+            "use model.pretrained=none for other widths"
+        )
     if config.model.stem not in ("adapt", "replicate"):
         raise ConfigError(f"model.stem must be 'adapt' or 'replicate', got {config.model.stem!r}")
     mods = config.data.modalities

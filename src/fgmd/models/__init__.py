@@ -7,6 +7,7 @@ from .fdfsp import FDFSP
 from .factory import model_from_config
 from .fgmd import FGMD, build_model
 from .head import HashHead
+from .pretrained import PretrainedWeightsError, load_pretrained_trunk
 
 __all__ = [
     "build_model",
@@ -21,4 +22,6 @@ __all__ = [
     "count_macs",
     "model_summary",
     "model_from_config",
+    "load_pretrained_trunk",
+    "PretrainedWeightsError",
 ]
