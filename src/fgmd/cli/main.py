@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fgmd.cli.commands import demo, eval, generate_demo_data, info, train
+from fgmd.cli.commands import ablate, demo, eval, generate_demo_data, info, report, sweep, train
 
-COMMANDS = [demo, train, eval, info, generate_demo_data]
+COMMANDS = [demo, train, eval, report, sweep, ablate, info, generate_demo_data]
 
 
 def build_parser() -> argparse.ArgumentParser:
