@@ -139,43 +139,54 @@ def plot_training_curves(
     selected_epoch: int | None = None,
     directions: Sequence[str] = (),
 ) -> Path:
-    """Each loss term per epoch (own panel, unweighted), and validation (and test, if tracked) mAP per evaluation.
+    """Each loss term per epoch (own panel, unweighted) and, full width below, validation mAP
+    (and test mAP when ``train.track_test`` logged it) per evaluation.
 
     ``selected_epoch`` (1-based) marks the epoch of ``best.pt``.
     """
     skip = {"epoch", "lr", "time_s", "pairs_per_s"}
     terms = [k for k in log[0] if k not in skip and not k.endswith("_weighted") and isinstance(log[0][k], (int, float))]
     terms = sorted(terms, key=lambda t: (t == "total", t))  # total last
-    panels = len(terms) + 1
-    columns = min(3, panels)
-    rows = math.ceil(panels / columns)
-    figure = _figure(4.2 * columns, 3.2 * rows)
-    axes = np.atleast_1d(figure.subplots(rows, columns)).flatten()
+    columns = 4 if len(terms) > 6 else 3
+    term_rows = math.ceil(len(terms) / columns)
+    figure = _figure(3.6 * columns, 2.7 * term_rows + 3.4)
+    grid = figure.add_gridspec(term_rows + 1, columns, height_ratios=[1] * term_rows + [1.25])
     epochs = np.array([r["epoch"] + 1 for r in log])
-    for axis, term in zip(axes, terms):
+    for index, term in enumerate(terms):
+        axis = figure.add_subplot(grid[index // columns, index % columns])
         axis.plot(epochs, [r.get(term, np.nan) for r in log], "-o", markersize=3, color="C2" if term == "total" else "C0")
-        axis.set(title=f"{term} (unweighted)" if term != "total" else "total loss (weighted sum)", xlabel="epoch")
+        axis.set_title(f"{term} (unweighted)" if term != "total" else "total loss (weighted sum)", fontsize=10)
+        axis.set_xlabel("epoch", fontsize=8)
+        axis.tick_params(labelsize=8)
         axis.grid(alpha=0.3)
-    axis = axes[len(terms)]
-    for key, style, name in (("val", "-o", "validation"), ("test", "--s", "test (tracked, not used to select)")):
+    axis = figure.add_subplot(grid[term_rows, :])
+    values = []
+    for key, marker, colour, name in (("val", "o", "C3", "validation"), ("test", "s", "C4", "test (logged only, never used to select)")):
         points = [(r["epoch"] + 1, r[key]) for r in log if key in r]
         if not points:
             continue
         x = [p[0] for p in points]
-        axis.plot(x, [p[1]["mean_map"] for p in points], style, color="C3" if key == "val" else "C4", markersize=4, label=f"{name} mean")
-        for direction, shade in zip(directions, (0.45, 0.7)):
-            values = [p[1]["directions"].get(direction, {}).get("map", np.nan) for p in points]
-            axis.plot(x, values, ":", color="C3" if key == "val" else "C4", alpha=shade, label=f"{name} {_arrow(direction)}")
-    if selected_epoch is not None:
-        axis.axvline(selected_epoch, color="k", alpha=0.4, linestyle="--", label=f"selected (epoch {selected_epoch})")
-    axis.set(title="mAP per evaluation", xlabel="epoch", ylabel="mAP", ylim=(0, 1.02))
+        mean = [p[1]["mean_map"] for p in points]
+        values += mean
+        axis.plot(x, mean, "-" + marker, color=colour, markersize=4, linewidth=2, label=f"{name}: mean")
+        for direction, style in zip(directions, (":", "--")):
+            per = [p[1]["directions"].get(direction, {}).get("map", np.nan) for p in points]
+            values += per
+            axis.plot(x, per, style, color=colour, alpha=0.6, label=f"{name}: {_arrow(direction)}")
+    if selected_epoch is not None and values:
+        axis.axvline(selected_epoch, color="k", alpha=0.5, linestyle="--", label=f"best.pt (epoch {selected_epoch}, on validation)")
+    axis.set_title("mAP per evaluation", fontsize=10)
+    axis.set(xlabel="epoch", ylabel="mAP")
     axis.grid(alpha=0.3)
-    if axis.lines:
-        axis.legend(fontsize=7, loc="lower right")
+    if values:
+        finite = [v for v in values if np.isfinite(v)]
+        low, high = min(finite), max(finite)
+        pad = max(0.05, (high - low) * 0.15)
+        axis.set_ylim(max(0.0, low - pad), min(1.02, high + pad))
+        axis.set_xlim(0.5, max(epochs) + 0.5)
+        axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     else:
-        axis.text(0.5, 0.5, "no validation split", ha="center", va="center", transform=axis.transAxes)
-    for extra in axes[panels:]:
-        extra.axis("off")
+        axis.text(0.5, 0.5, "no validation split: nothing evaluated during training", ha="center", va="center", transform=axis.transAxes)
     figure.tight_layout()
     return _save(figure, path)
 

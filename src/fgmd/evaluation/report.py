@@ -28,7 +28,7 @@ from fgmd.data.datasets import build_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.device import resolve_device
 from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images
-from fgmd.evaluation.metrics import hamming_distance, pr_curve_by_radius, precision_recall_at_ranks, relevance
+from fgmd.evaluation.metrics import binarize, hamming_distance, pr_curve_by_radius, precision_recall_at_ranks, relevance
 from fgmd.evaluation import plots
 from fgmd.models import model_from_config
 from fgmd.training.checkpoint import load_checkpoint
@@ -56,6 +56,23 @@ def _pick_queries(labels: torch.Tensor, count: int, seed: int) -> list[int]:
             if pool and len(picked) < count:
                 picked.append(pool.pop(0))
     return picked
+
+
+def degenerate_code_warnings(codes: dict[str, torch.Tensor], role: str) -> list[str]:
+    """Warnings for modalities whose codes (sign-binarised) take very few distinct values.
+
+    With identical codes every distance ties, the ranking is the database order and mAP
+    reflects how the database happens to be sorted, not the model.
+    """
+    warnings = []
+    for modality, values in codes.items():
+        distinct = len(torch.unique(binarize(values), dim=0))
+        if len(values) > 1 and distinct <= max(1, len(values) // 50):
+            warnings.append(
+                f"{len(values)} {role} codes of {modality} take only {distinct} distinct value(s): distances tie, "
+                "the ranking falls back to database order and the mAP mostly reflects that order, not the model"
+            )
+    return warnings
 
 
 def _label_text(label: torch.Tensor, class_names: Sequence[str]) -> str:
@@ -166,6 +183,7 @@ def generate_report(
     q_labels = {m: queries[m].labels for m in modalities}
     db_labels = {m: database[m].labels for m in modalities}
     metrics = cross_modal_metrics(q_codes, q_labels, db_codes, db_labels, config.eval)
+    warnings = degenerate_code_warnings(db_codes, "database") + degenerate_code_warnings(q_codes, "query")
 
     pairs = [(modalities[0], modalities[1]), (modalities[1], modalities[0])]
     directions = [f"{a}->{b}" for a, b in pairs]
@@ -196,6 +214,8 @@ def generate_report(
             ]
             rows.append({"image": queries[a][qi]["image"].numpy(), "label": _label_text(q_labels[a][qi], class_names), "results": results})
         notes = [f"{m}: bands 1–3 shown as RGB" for m in (a, b) if data.modality_config(m).channels > 3]
+        if degenerate_code_warnings({b: db_codes[b]}, "database"):
+            notes.append(f"all {b} database codes are (nearly) identical: ties are shown in database order")
         name = f"retrieval_{a}_to_{b}.png"
         grids[direction] = plots.plot_retrieval_grid(out / name, direction, rows, "; ".join(notes))
 
@@ -213,13 +233,13 @@ def generate_report(
 
     views = _selection_views(run_dir, log, state, metrics, checkpoint)
     (out / "metrics.json").write_text(json.dumps({**metrics, "checkpoint": str(checkpoint)}, indent=2))
-    md = _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, len(log))
+    md = _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, len(log), warnings)
     path = out / "report.md"
     path.write_text(md)
     return path
 
 
-def _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, epochs_logged) -> str:
+def _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, epochs_logged, warnings) -> str:
     m = config.model
     modules = [name for name, on in (("FDFSP", m.fdfsp), ("ADF", m.adf), ("DAMD", config.loss.damd)) if on] or ["none (baseline)"]
     lines = [
@@ -232,6 +252,7 @@ def _markdown(run_dir, checkpoint, config, state, metrics, views, directions, fi
         f"- model: {m.bits} bits, MobileNetV2 width {m.width_mult}, pretrained {m.pretrained}, modules: {', '.join(modules)}; "
         f"{epochs_logged} of {config.train.epochs} epochs logged",
         "",
+        *(line for w in warnings for line in (f"> **Warning:** {w}.", "")),
         "## Retrieval metrics of this checkpoint (test split)",
         "",
         _metrics_table(metrics),

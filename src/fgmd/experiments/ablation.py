@@ -127,17 +127,20 @@ def run_ablation(
     columns = list(rows[0])
     hidden = {"fdfsp", "adf", "damd", "params", "run_dir", "val_map_mean", "last_epoch"}
     md_columns = [c for c in columns if c not in hidden]
-    device = next(iter(configs.values())).train.device
+    from fgmd.device import resolve_device
+
+    device = resolve_device(next(iter(configs.values())).train.device)
     notes = [
         *SELECTION_NOTES,
         "Variants differ only in model.fdfsp / model.adf / loss.damd; everything else (data, epochs, seed, "
         f"optimiser) is the same config ({config.train.epochs} epochs, {config.model.bits} bits).",
         "params: both branches at inference. DAMD adds no inference parameters; its attention modules and the "
         "class projection exist only while training (train-only params).",
-        f"ms/img: one branch's encode time per image (median of {timing_repeats} rounds, mean of the two branches), "
+        f"ms/img: one branch's encode time per image (best of {timing_repeats} rounds, mean of the two branches), "
         f"eval mode, {config.data.image_size}×{config.data.image_size} input, batch 1 and 32, all variants timed "
-        f"side by side in one process (device {device}, {torch.get_num_threads()} CPU threads). Compare rows, "
-        "not machines.",
+        f"side by side in one process after training (device {device}, CPU threads: {torch.get_num_threads()}). "
+        "Compare rows, not machines; on a shared machine rerun `fgmd ablate` (it only re-times finished runs) "
+        "if the rows look inconsistent.",
         f"Runs: {Path(config.out_dir)}/<variant>.",
     ]
     md, csv_path = write_tables(Path(config.out_dir), "ablation", "Ablation", rows, columns, titles, notes, md_columns)

@@ -118,14 +118,14 @@ def measure_encode_time(
 
     Every round times one ``encode`` call of every branch of every model at every batch size,
     the models in a rotated order each round, so a load change on a shared machine hits all
-    models alike. The result per model and batch size is the median over ``repeats`` rounds
-    (after ``warmup`` untimed rounds) of the per-image time of one branch, averaged over the
-    two branches (a query passes through one branch).
+    models alike. The result per model and batch size is the minimum over ``repeats`` rounds
+    (after ``warmup`` untimed rounds; interference from other processes only adds time, so the
+    minimum is the least disturbed estimate, as ``timeit`` advises) of the per-image time of
+    one branch, averaged over the two branches (a query passes through one branch).
 
     Returns:
         ``{name: {batch_size: ms_per_image}}``.
     """
-    import statistics
     import time
 
     device = torch.device(device)
@@ -165,5 +165,5 @@ def measure_encode_time(
     finally:
         for name, model in models.items():
             model.train(states[name])
-    return {n: {b: statistics.median(v) for b, v in samples[n].items()} for n in names}
+    return {n: {b: min(v) for b, v in samples[n].items()} for n in names}
 
