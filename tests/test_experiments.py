@@ -155,3 +155,14 @@ def test_info_compares_with_the_paper_claim(capsys):
     out = capsys.readouterr().out
     assert "FG-MD (config)" in out and "baseline" in out and "total" in out
     assert "~22M" in out and "7.34M" in out and "ResNet-50" in out and "do not pad" in out
+
+
+def test_overrides_after_list_options_stay_overrides(capsys):
+    from fgmd.cli.common import split_trailing_overrides
+
+    assert split_trailing_overrides(["16", "32", "model.adf=false"], ["seed=1"]) == (["16", "32"], ["model.adf=false", "seed=1"])
+    assert split_trailing_overrides(None, ["seed=1"]) == (None, ["seed=1"])
+    assert main(["sweep", "--bits", "16", "sixteen", "seed=1"]) == 2
+    assert "--bits takes integers" in capsys.readouterr().err
+    assert main(["ablate", "--variants", "baseline", "fdfsp+adf", "seed=1"]) == 2
+    assert "unknown ablation variant(s) fdfsp+adf" in capsys.readouterr().err

@@ -133,7 +133,7 @@ def run_ablation(
     notes = [
         *SELECTION_NOTES,
         "Variants differ only in model.fdfsp / model.adf / loss.damd; everything else (data, epochs, seed, "
-        f"optimiser) is the same config ({config.train.epochs} epochs, {config.model.bits} bits).",
+        f"optimiser) is the same config (train.epochs={config.train.epochs}, model.bits={config.model.bits}).",
         "params: both branches at inference. DAMD adds no inference parameters; its attention modules and the "
         "class projection exist only while training (train-only params).",
         f"ms/img: one branch's encode time per image (best of {timing_repeats} rounds, mean of the two branches), "

@@ -60,7 +60,9 @@ def check_run_config(run_dir: Path, config: Config) -> None:
     saved = Config.from_dict(yaml.safe_load(saved_path.read_text()) or {}).to_dict()
     current = config.to_dict()
     saved["train"] = {**saved["train"], "epochs": current["train"]["epochs"]}
-    diffs = _diff_keys(saved, current)
+    # Lists the trainer fills in when the config leaves them empty (computed percentile-scaling
+    # statistics) are not differences.
+    diffs = [k for k in _diff_keys(saved, current) if _lookup(current, k) != []]
     if diffs:
         raise ConfigError(
             f"{run_dir} holds a run with a different config ({', '.join(diffs)}); "
@@ -84,7 +86,7 @@ def train_and_evaluate(config: Config, progress: bool = True, report: bool = Fal
     if done > config.train.epochs:
         raise ConfigError(f"{run_dir} already holds {done} epochs, more than train.epochs={config.train.epochs}")
     finished = done == config.train.epochs and (run_dir / METRICS).exists() and (run_dir / "best.pt").exists()
-    if not finished:
+    if not finished:  # new, killed or extended run: train, then score again
         fit(config, resume=(run_dir / "last.pt").exists(), progress=progress)
         for name in (METRICS, METRICS_LAST):
             (run_dir / name).unlink(missing_ok=True)
@@ -97,7 +99,7 @@ def train_and_evaluate(config: Config, progress: bool = True, report: bool = Fal
             (run_dir / METRICS_LAST).write_text(json.dumps(last, indent=2))
         else:
             evaluate_checkpoint(run_dir / "last.pt", out=run_dir / METRICS_LAST, progress=progress)
-    if report and not (run_dir / "report" / "report.md").exists():
+    if report and (not finished or not (run_dir / "report" / "report.md").exists()):
         from fgmd.evaluation.report import generate_report
 
         generate_report(run_dir, progress=progress)
@@ -190,6 +192,15 @@ SELECTION_NOTES = [
 
 def _slug(direction: str) -> str:
     return direction.replace("->", "_to_")
+
+
+def _lookup(data: dict, dotted: str):
+    """``data[a][b]`` for ``"a.b"``; ``None`` when a part is missing."""
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
 
 
 def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
