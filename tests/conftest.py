@@ -50,6 +50,7 @@ def tiny_config(tiny_dataset, tmp_path):
     """Factory: a tiny run config writing into a fresh folder, with optional overrides."""
 
     def make(**extra):
-        return load_config(None, tiny_overrides(tiny_dataset, tmp_path / "run", **extra))
+        out_dir = extra.pop("out_dir", tmp_path / "run")
+        return load_config(None, tiny_overrides(tiny_dataset, out_dir, **extra))
 
     return make
