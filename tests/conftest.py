@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
+
+# The tiny models of the tests run fastest on one thread, and on a busy shared CPU a second
+# OpenMP thread can make them 100x slower (spin-waiting for a core). Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 from fgmd.config import load_config
 from fgmd.data.synthetic import generate_demo_dataset

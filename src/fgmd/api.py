@@ -30,7 +30,7 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tu
     """The model stored in ``checkpoint`` (``best.pt`` or ``last.pt``), in eval mode, and its config."""
     state = load_checkpoint(checkpoint)
     config = Config.from_dict(state["config"])
-    model = model_from_config(config)
+    model = model_from_config(config, load_pretrained=False)  # the checkpoint's weights replace them
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config
 
@@ -72,7 +72,7 @@ def evaluate_checkpoint(
     state = load_checkpoint(checkpoint)
     config = Config.from_dict(state["config"]).with_overrides(list(overrides))
     context, device = init_distributed(config.train.device)
-    model = model_from_config(config)
+    model = model_from_config(config, load_pretrained=False)  # the checkpoint's weights replace them
     model.load_state_dict(state["model"])
     model.to(device)
     data = config.data

@@ -28,6 +28,7 @@ class ConfigError(ValueError):
 DATA_FORMATS = ("folder", "mrssid", "vais", "csv")
 SCALINGS = ("none", "percentile")
 VAIS_MODALITIES = ("visible", "ir")
+PRETRAINED_CHOICES = ("none", "imagenet", "imagenet_v2")
 
 
 @dataclass
@@ -135,11 +136,21 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """FG-MD encoder architecture (DESIGN.md §2). ``fdfsp``/``adf`` switch the modules off."""
+    """FG-MD encoder architecture (DESIGN.md §2). ``fdfsp``/``adf`` switch the modules off.
+
+    ``pretrained`` picks the initial trunk weights: ``none`` (random), ``imagenet``
+    (torchvision ``MobileNet_V2_Weights.IMAGENET1K_V1``, what ``pretrained=True`` loads in
+    the FSISR/FG-MD scripts) or ``imagenet_v2`` (``IMAGENET1K_V2``). The weights are
+    downloaded into the torch hub cache on first use, or read from ``pretrained_path`` (a
+    local state dict with torchvision or timm ``mobilenetv2_100`` key names). Only
+    ``width_mult: 1.0`` has pretrained weights.
+    """
 
     bits: int = 32
     width_mult: float = 1.0
     zero_init_residual: bool = True
+    pretrained: str = "none"
+    pretrained_path: str = ""
     fdfsp: bool = True
     adf: bool = True
     head_hidden: int = 512
@@ -177,6 +188,10 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     sync_bn: bool = False
+    # Also score the test split (queries vs database) at every validation epoch and log it
+    # as "test" in log.jsonl. Selection (best.pt) still uses validation only; this exists to
+    # report the optimistic "best on test" number the published scripts select by.
+    track_test: bool = False
 
 
 @dataclass
@@ -270,6 +285,21 @@ def validate(config: Config) -> None:
         raise ConfigError(f"model.bits must be a multiple of 8 between 8 and 128, got {bits}")
     if config.model.width_mult <= 0:
         raise ConfigError(f"model.width_mult must be positive, got {config.model.width_mult}")
+    if config.model.pretrained not in PRETRAINED_CHOICES:
+        raise ConfigError(
+            f"model.pretrained must be one of {', '.join(PRETRAINED_CHOICES)}, got {config.model.pretrained!r}"
+        )
+    if config.model.pretrained_path and config.model.pretrained == "none":
+        raise ConfigError(
+            f"model.pretrained_path is set ({config.model.pretrained_path}) but model.pretrained is 'none': "
+            "set model.pretrained=imagenet to load it"
+        )
+    if config.model.pretrained != "none" and config.model.width_mult != 1.0:
+        raise ConfigError(
+            f"model.pretrained={config.model.pretrained} needs model.width_mult=1.0 (ImageNet weights exist "
+            f"only for the full-width MobileNetV2), got {config.model.width_mult}; "
+            "use model.pretrained=none for other widths"
+        )
     if config.model.stem not in ("adapt", "replicate"):
         raise ConfigError(f"model.stem must be 'adapt' or 'replicate', got {config.model.stem!r}")
     mods = config.data.modalities

@@ -14,3 +14,16 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def split_trailing_overrides(values: list[str] | None, overrides: list[str]) -> tuple[list[str] | None, list[str]]:
+    """Separate ``KEY=VALUE`` overrides swallowed by a ``nargs="+"`` option.
+
+    ``fgmd sweep --bits 16 32 model.fdfsp=false`` parses ``model.fdfsp=false`` as a bit
+    length; every item with ``=`` is moved (in order) to the front of the overrides.
+    """
+    if values is None:
+        return None, overrides
+    kept = [v for v in values if "=" not in v]
+    moved = [v for v in values if "=" in v]
+    return kept, moved + list(overrides)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fgmd.cli.commands import check_data, demo, eval, generate_demo_data, info, prepare, train
+from fgmd.cli.commands import ablate, check_data, demo, eval, generate_demo_data, info, prepare, report, sweep, train
 
-COMMANDS = [demo, train, eval, info, generate_demo_data, check_data, prepare]
+COMMANDS = [demo, train, eval, report, sweep, ablate, info, check_data, prepare, generate_demo_data]
 
 
 def build_parser() -> argparse.ArgumentParser:

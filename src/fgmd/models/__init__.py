@@ -1,12 +1,13 @@
 """The FG-MD network (DESIGN.md §2): knows nothing of losses, data or files."""
 
 from .adf import ADF, GatedPool
-from .complexity import count_macs, count_parameters, model_summary
+from .complexity import count_macs, count_parameters, measure_encode_time, model_summary
 from .encoder import EncoderOutput, ModalityEncoder
 from .fdfsp import FDFSP
 from .factory import model_from_config
 from .fgmd import FGMD, build_model
 from .head import HashHead
+from .pretrained import PretrainedWeightsError, load_pretrained_trunk
 
 __all__ = [
     "build_model",
@@ -20,5 +21,8 @@ __all__ = [
     "count_parameters",
     "count_macs",
     "model_summary",
+    "measure_encode_time",
     "model_from_config",
+    "load_pretrained_trunk",
+    "PretrainedWeightsError",
 ]

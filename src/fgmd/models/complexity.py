@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 if TYPE_CHECKING:
     from .fgmd import FGMD
 
-__all__ = ["count_parameters", "count_macs", "model_summary"]
+__all__ = ["count_parameters", "count_macs", "model_summary", "measure_encode_time"]
 
 _aten = torch.ops.aten
 
@@ -104,3 +104,66 @@ def model_summary(model: FGMD, image_size: int = 224) -> dict[str, Any]:
     finally:
         model.train(was_training)
     return {"image_size": image_size, "total_params": count_parameters(model), "branches": branches}
+
+
+def measure_encode_time(
+    models: dict[str, FGMD],
+    image_size: int,
+    batch_sizes: tuple[int, ...] = (1, 32),
+    repeats: int = 5,
+    warmup: int = 1,
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[int, float]]:
+    """Encoder time in ms per image, eval mode, for several models measured side by side.
+
+    Every round times one ``encode`` call of every branch of every model at every batch size,
+    the models in a rotated order each round, so a load change on a shared machine hits all
+    models alike. The result per model and batch size is the minimum over ``repeats`` rounds
+    (after ``warmup`` untimed rounds; interference from other processes only adds time, so the
+    minimum is the least disturbed estimate, as ``timeit`` advises) of the per-image time of
+    one branch, averaged over the two branches (a query passes through one branch).
+
+    Returns:
+        ``{name: {batch_size: ms_per_image}}``.
+    """
+    import time
+
+    device = torch.device(device)
+    names = list(models)
+    samples: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batch_sizes} for n in names}
+    states = {n: m.training for n, m in models.items()}
+    inputs = {
+        (n, modality, b): torch.randn(b, models[n].encoders[modality].in_channels, image_size, image_size, device=device)
+        for n in names
+        for modality in models[n].modalities
+        for b in batch_sizes
+    }
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    try:
+        for model in models.values():
+            model.to(device).eval()
+        with torch.inference_mode():
+            for round_index in range(warmup + repeats):
+                shift = round_index % len(names)
+                for name in names[shift:] + names[:shift]:
+                    model = models[name]
+                    for b in batch_sizes:
+                        per_branch = []
+                        for modality in model.modalities:
+                            x = inputs[(name, modality, b)]
+                            sync()
+                            start = time.perf_counter()
+                            model.encode(x, modality)
+                            sync()
+                            per_branch.append((time.perf_counter() - start) * 1000.0 / b)
+                        if round_index >= warmup:
+                            samples[name][b].append(sum(per_branch) / len(per_branch))
+    finally:
+        for name, model in models.items():
+            model.train(states[name])
+    return {n: {b: min(v) for b, v in samples[n].items()} for n in names}
+

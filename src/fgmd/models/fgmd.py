@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .encoder import EncoderOutput, ModalityEncoder
+from .pretrained import load_pretrained_trunk
 
 __all__ = ["FGMD", "build_model"]
 
@@ -54,21 +55,26 @@ class FGMD(nn.Module):
         return self.encoders[modality]
 
 
-def build_model(config: ModelConfig, in_channels: dict[str, int]) -> FGMD:
+def build_model(config: ModelConfig, in_channels: dict[str, int], load_pretrained: bool = True) -> FGMD:
     """Build the two branches from one initial encoder.
 
-    A reference 3-band encoder is built once and deep-copied per modality; each copy's stem
-    is then adapted to its band count (``config.stem``). Both branches therefore start from
-    identical weights (except the adapted stem), so the channel-wise distillation compares
-    corresponding channels.
+    A reference 3-band encoder is built once (its trunk loaded with ImageNet weights when
+    ``config.pretrained`` asks for them) and deep-copied per modality; each copy's stem is
+    then adapted to its band count (``config.stem``) from the RGB filters. Both branches
+    therefore start from identical weights (except the adapted stem), so the channel-wise
+    distillation compares corresponding channels.
 
     Args:
         config: the model settings.
         in_channels: ``{modality: bands}``, two entries, in modality order.
+        load_pretrained: ``False`` skips the pretrained weights (when a checkpoint's weights
+            replace them anyway, or only the architecture matters: counting, timing).
     """
     if len(in_channels) != 2:
         raise ValueError(f"build_model needs exactly two modalities, got {list(in_channels)}")
     reference = ModalityEncoder(config, 3)
+    if load_pretrained and config.pretrained != "none":
+        load_pretrained_trunk(reference.trunk, config.pretrained, config.pretrained_path, config.width_mult)
     encoders = {}
     for name, bands in in_channels.items():
         encoder = copy.deepcopy(reference)

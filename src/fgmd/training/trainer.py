@@ -251,6 +251,8 @@ class Trainer:
                 self.best_epoch, self.best_metrics = epoch, {}
                 if main:
                     self.save_best(epoch, {}, "last")
+            if self.config.train.track_test and ((epoch + 1) % self.config.train.eval_every == 0 or is_last):
+                record["test"] = self.evaluate_test()  # logged only; never used for selection
             if main:
                 with log_path.open("a") as handle:
                     handle.write(json.dumps(record) + "\n")
@@ -356,6 +358,26 @@ class Trainer:
         sets = {m: self.val_set.images(m, transforms[m]) for m in self.modalities}
         return evaluate_model(
             self.model, sets, sets, self.config.eval, self.device, self.config.data.num_workers, context=self.context
+        )
+
+    def evaluate_test(self) -> dict:
+        """Metrics on the test split (queries vs database), for ``train.track_test`` logging only.
+
+        The published FSISR/FG-MD scripts pick their best epoch by this number, which is
+        optimistic; ``best.pt`` here is always selected on validation.
+        """
+        if getattr(self, "_test_sets", None) is None:
+            data = self.config.data
+            transforms = build_transforms(data, train=False)
+            query = build_dataset(data, data.query_split)
+            database = query if data.database_split == data.query_split else build_dataset(data, data.database_split)
+            self._test_sets = (
+                {m: query.images(m, transforms[m]) for m in self.modalities},
+                {m: database.images(m, transforms[m]) for m in self.modalities},
+            )
+        queries, database = self._test_sets
+        return evaluate_model(
+            self.model, queries, database, self.config.eval, self.device, self.config.data.num_workers, context=self.context
         )
 
 

@@ -1,0 +1,40 @@
+"""``fgmd sweep``: train and evaluate one run per code length; write a table."""
+
+from __future__ import annotations
+
+import argparse
+
+from fgmd.cli.common import EPILOG, add_overrides, add_quiet, split_trailing_overrides
+
+NAME = "sweep"
+HELP = "train + evaluate one run per bit length (out_dir/bits_<K>) and write sweep.md / sweep.csv"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.add_argument("--config", help="YAML config file (defaults apply to missing keys)")
+    parser.add_argument("--bits", nargs="+", default=None, metavar="K", help="code lengths (default 16 24 32 48 64)")
+    parser.add_argument("--no-report", action="store_true", help="skip the visual report of each run")
+    add_quiet(parser)
+    add_overrides(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fgmd.config import ConfigError, load_config
+    from fgmd.experiments.sweep import DEFAULT_BITS, run_sweep
+
+    values, overrides = split_trailing_overrides(args.bits, args.overrides)
+    config = load_config(args.config, overrides)
+    try:
+        bits = [int(v) for v in values] if values else list(DEFAULT_BITS)
+    except ValueError:
+        raise ConfigError(f"--bits takes integers, got {' '.join(values)}") from None
+
+    def done(k, summary) -> None:
+        print(f"bits {k}: mean mAP {summary.selected['mean']['map']:.4f} (selected on validation) in {summary.run_dir}", flush=True)
+
+    result = run_sweep(config, bits, progress=not args.quiet, report=not args.no_report, on_run=done)
+    print()
+    print(result.markdown.read_text())
+    print(f"wrote {result.markdown} and {result.csv}")
+    return 0

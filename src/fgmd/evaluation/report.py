@@ -1,0 +1,287 @@
+"""Visual report of a run: PNG figures and one ``report.md`` page that links them.
+
+``generate_report(run_dir)`` loads ``best.pt`` (the model selected on validation), encodes
+the query and database splits of both modalities and writes into ``run_dir/report/``:
+
+- ``pr_curves.png``: PR curves of Hamming-radius retrieval, both directions;
+- ``precision_at_k.png``: precision@k / recall@k curves, both directions;
+- ``retrieval_<a>_to_<b>.png`` per direction: a few queries with their top-10 from the
+  other modality, green frame = same class, red = other class;
+- ``training_curves.png``: every loss term per epoch and validation mAP (test mAP too when
+  tracked) per evaluation, from ``log.jsonl``;
+- ``codes_pca.png``: 2-D PCA of the database codes, coloured by class;
+- ``report.md``: metrics of both directions, the three model-selection views (selected on
+  validation / last epoch / best on test, optimistic) and the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fgmd.config import Config
+from fgmd.data.datasets import build_dataset
+from fgmd.data.transforms import build_transforms
+from fgmd.device import resolve_device
+from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images
+from fgmd.evaluation.metrics import binarize, hamming_distance, pr_curve_by_radius, precision_recall_at_ranks, relevance
+from fgmd.evaluation import plots
+from fgmd.models import model_from_config
+from fgmd.training.checkpoint import load_checkpoint
+
+REPORT_DIR = "report"
+
+
+def _ranks(num_db: int, points: int = 60) -> list[int]:
+    """Cut-offs 1..N for the P@k curve: dense at the top, about ``points`` values in all."""
+    values = np.unique(np.round(np.geomspace(1, num_db, points)).astype(int))
+    return sorted(set(values.tolist()) | set(range(1, min(num_db, 20) + 1)))
+
+
+def _pick_queries(labels: torch.Tensor, count: int, seed: int) -> list[int]:
+    """``count`` query indices spread over the classes (one per class in turn), reproducible."""
+    generator = torch.Generator().manual_seed(seed)
+    first = labels.argmax(1)
+    pools = []
+    for label in first.unique().tolist():
+        members = (first == label).nonzero().flatten()
+        pools.append(members[torch.randperm(len(members), generator=generator)].tolist())
+    picked: list[int] = []
+    while len(picked) < min(count, len(labels)):
+        for pool in pools:
+            if pool and len(picked) < count:
+                picked.append(pool.pop(0))
+    return picked
+
+
+def degenerate_code_warnings(codes: dict[str, torch.Tensor], role: str) -> list[str]:
+    """Warnings for modalities whose codes (sign-binarised) take very few distinct values.
+
+    With identical codes every distance ties, the ranking is the database order and mAP
+    reflects how the database happens to be sorted, not the model.
+    """
+    warnings = []
+    for modality, values in codes.items():
+        distinct = len(torch.unique(binarize(values), dim=0))
+        if len(values) > 1 and distinct <= max(1, len(values) // 50):
+            warnings.append(
+                f"{len(values)} {role} codes of {modality} take only {distinct} distinct value(s): distances tie, "
+                "the ranking falls back to database order and the mAP mostly reflects that order, not the model"
+            )
+    return warnings
+
+
+def _label_text(label: torch.Tensor, class_names: Sequence[str]) -> str:
+    names = [class_names[i] for i in (label > 0).nonzero().flatten().tolist()]
+    text = "+".join(names) or "(none)"
+    return text if len(text) <= 18 else text[:17] + "…"
+
+
+def _selection_views(run_dir: Path, log: list[dict], state: dict, checkpoint_metrics: dict, checkpoint: Path) -> list[dict]:
+    """Rows for the model-selection table: selected on validation, last epoch, best on test."""
+    views = []
+    selected_on = state.get("selected_on", "last")
+    if checkpoint.name == "best.pt":
+        label = "selected on validation (best.pt)" if selected_on == "validation" else "best.pt (no validation split: last epoch)"
+        views.append({"view": label, "epoch": state.get("epoch", -1) + 1, "metrics": checkpoint_metrics})
+    else:
+        views.append({"view": f"this checkpoint ({checkpoint.name})", "epoch": None, "metrics": checkpoint_metrics})
+    last_path = run_dir / "metrics_last.json"
+    last_log = [r for r in log if "test" in r and r["epoch"] + 1 == len(log)]
+    if last_path.exists():
+        views.append({"view": "last epoch (last.pt)", "epoch": len(log) or None, "metrics": json.loads(last_path.read_text())})
+    elif last_log:
+        views.append({"view": "last epoch (from the test log)", "epoch": len(log), "metrics": last_log[0]["test"]})
+    else:
+        views.append({"view": "last epoch", "epoch": len(log) or None, "metrics": None, "note": "not evaluated (fgmd sweep/ablate write metrics_last.json)"})
+    tested = [r for r in log if "test" in r]
+    if tested:
+        best = max(tested, key=lambda r: r["test"]["mean_map"])
+        views.append({"view": "best on test — optimistic, as the published FSISR/FG-MD scripts select", "epoch": best["epoch"] + 1, "metrics": best["test"]})
+    else:
+        views.append({"view": "best on test — optimistic", "epoch": None, "metrics": None, "note": "not tracked (train.track_test=false)"})
+    return views
+
+
+def _metrics_table(metrics: dict) -> str:
+    first = next(iter(metrics["directions"].values()))
+    keys = ["map"] + sorted(k for k in first if k.startswith("map@")) + sorted(
+        (k for k in first if k.startswith(("precision@", "recall@"))), key=lambda k: (k.split("@")[0], int(k.split("@")[1]))
+    )
+    lines = ["| direction | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, values in [*metrics["directions"].items(), ("mean", metrics["mean"])]:
+        lines.append(f"| {name.replace('->', ' → ')} | " + " | ".join(f"{values[k]:.4f}" for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def _views_table(views: list[dict], directions: list[str]) -> str:
+    header = "| model | epoch | " + " | ".join(f"{d.replace('->', ' → ')} mAP" for d in directions) + " | mean mAP |"
+    lines = [header, "|---|---|" + "---|" * (len(directions) + 1)]
+    for view in views:
+        metrics = view["metrics"]
+        epoch = "–" if view["epoch"] is None else str(view["epoch"])
+        if metrics is None:
+            lines.append(f"| {view['view']} | {epoch} | " + " | ".join("–" for _ in directions) + f" | {view['note']} |")
+        else:
+            cells = [f"{metrics['directions'][d]['map']:.4f}" for d in directions]
+            lines.append(f"| {view['view']} | {epoch} | " + " | ".join(cells) + f" | {metrics['mean_map']:.4f} |")
+    return "\n".join(lines)
+
+
+@torch.no_grad()
+def generate_report(
+    run_dir: str | Path,
+    checkpoint: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    num_queries: int = 4,
+    top_k: int = 10,
+    seed: int = 0,
+    progress: bool = False,
+) -> Path:
+    """Write the figures and ``report.md`` of ``run_dir``; returns the path of ``report.md``.
+
+    Args:
+        run_dir: a run folder (``best.pt``, ``log.jsonl``, ...).
+        checkpoint: the model to report on (default ``run_dir/best.pt``).
+        out_dir: where to write (default ``run_dir/report``).
+        overrides: config overrides for evaluation, e.g. ``data.root=/moved/data``.
+        num_queries: queries per retrieval grid; top_k: results shown per query.
+        seed: picks the grid queries.
+    """
+    run_dir = Path(run_dir)
+    checkpoint = Path(checkpoint) if checkpoint else run_dir / "best.pt"
+    out = Path(out_dir) if out_dir else run_dir / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(checkpoint)
+    config = Config.from_dict(state["config"]).with_overrides(list(overrides))
+    class_names = list(state.get("class_names") or [])
+    device = resolve_device(config.train.device)
+    model = model_from_config(config, load_pretrained=False)
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+
+    data = config.data
+    transforms = build_transforms(data, train=False)
+    query_split = build_dataset(data, data.query_split)
+    db_split = query_split if data.database_split == data.query_split else build_dataset(data, data.database_split)
+    class_names = class_names or query_split.class_names
+    modalities = list(data.modalities)
+    queries = {m: query_split.images(m) for m in modalities}  # untransformed, for display
+    database = {m: db_split.images(m) for m in modalities}
+
+    def codes_of(split, modality: str) -> torch.Tensor:
+        images = split.images(modality, transforms[modality])
+        return encode_images(model, images, config.eval.batch_size, device, data.num_workers, progress)
+
+    q_codes = {m: codes_of(query_split, m) for m in modalities}
+    db_codes = {m: codes_of(db_split, m) for m in modalities}
+    q_labels = {m: queries[m].labels for m in modalities}
+    db_labels = {m: database[m].labels for m in modalities}
+    metrics = cross_modal_metrics(q_codes, q_labels, db_codes, db_labels, config.eval)
+    warnings = degenerate_code_warnings(db_codes, "database") + degenerate_code_warnings(q_codes, "query")
+
+    pairs = [(modalities[0], modalities[1]), (modalities[1], modalities[0])]
+    directions = [f"{a}->{b}" for a, b in pairs]
+    pr, pk = {}, {}
+    for (a, b), direction in zip(pairs, directions):
+        pr[direction] = pr_curve_by_radius(q_codes[a], db_codes[b], q_labels[a], db_labels[b])
+        ranks = _ranks(len(db_codes[b]))
+        pk[direction] = precision_recall_at_ranks(q_codes[a], db_codes[b], q_labels[a], db_labels[b], ranks)
+    figures = {"pr": plots.plot_pr_curves(out / "pr_curves.png", pr, config.model.bits)}
+    figures["pk"] = plots.plot_precision_at_k(out / "precision_at_k.png", pk)
+
+    grids = {}
+    for (a, b), direction in zip(pairs, directions):
+        picked = _pick_queries(q_labels[a], num_queries, seed)
+        distances = hamming_distance(q_codes[a][picked], db_codes[b])
+        order = torch.argsort(distances, dim=1, stable=True)[:, :top_k]
+        relevant = relevance(q_labels[a][picked], db_labels[b])
+        rows = []
+        for i, qi in enumerate(picked):
+            results = [
+                {
+                    "image": database[b][j]["image"].numpy(),
+                    "label": _label_text(db_labels[b][j], class_names),
+                    "distance": int(distances[i, j]),
+                    "relevant": bool(relevant[i, j]),
+                }
+                for j in order[i].tolist()
+            ]
+            rows.append({"image": queries[a][qi]["image"].numpy(), "label": _label_text(q_labels[a][qi], class_names), "results": results})
+        notes = [f"{m}: bands 1–3 shown as RGB" for m in (a, b) if data.modality_config(m).channels > 3]
+        if degenerate_code_warnings({b: db_codes[b]}, "database"):
+            notes.append(f"all {b} database codes are (nearly) identical: ties are shown in database order")
+        name = f"retrieval_{a}_to_{b}.png"
+        grids[direction] = plots.plot_retrieval_grid(out / name, direction, rows, "; ".join(notes))
+
+    log_path = run_dir / "log.jsonl"
+    log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
+    selected_epoch = state.get("epoch", -1) + 1 if checkpoint.name == "best.pt" else None
+    if log:
+        figures["curves"] = plots.plot_training_curves(out / "training_curves.png", log, selected_epoch, directions)
+    figures["pca"] = plots.plot_code_projection(
+        out / "codes_pca.png",
+        {m: db_codes[m].numpy() for m in modalities},
+        {m: db_labels[m].argmax(1).numpy() for m in modalities},
+        class_names,
+    )
+
+    views = _selection_views(run_dir, log, state, metrics, checkpoint)
+    (out / "metrics.json").write_text(json.dumps({**metrics, "checkpoint": str(checkpoint)}, indent=2))
+    md = _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, len(log), warnings)
+    path = out / "report.md"
+    path.write_text(md)
+    return path
+
+
+def _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, epochs_logged, warnings) -> str:
+    m = config.model
+    modules = [name for name, on in (("FDFSP", m.fdfsp), ("ADF", m.adf), ("DAMD", config.loss.damd)) if on] or ["none (baseline)"]
+    lines = [
+        f"# FG-MD run report: `{run_dir}`",
+        "",
+        f"- checkpoint: `{checkpoint}` (epoch {state.get('epoch', -1) + 1 if checkpoint.name == 'best.pt' else state.get('epoch')}, "
+        f"selected on {state.get('selected_on', 'last')})",
+        f"- data: {config.data.format} at `{config.data.root}`; modalities {' ↔ '.join(config.data.modalities)}; "
+        f"queries from split `{config.data.query_split}`, database `{config.data.database_split}`",
+        f"- model: {m.bits} bits, MobileNetV2 width {m.width_mult}, pretrained {m.pretrained}, modules: {', '.join(modules)}; "
+        f"{epochs_logged} of {config.train.epochs} epochs logged",
+        "",
+        *(line for w in warnings for line in (f"> **Warning:** {w}.", "")),
+        "## Retrieval metrics of this checkpoint (test split)",
+        "",
+        _metrics_table(metrics),
+        "",
+        "## Model selection",
+        "",
+        "All rows are scored on the test split. Only the validation-selected model is an honest estimate; "
+        "the best-on-test row picks the epoch by its test score, as the published FSISR/FG-MD scripts do, "
+        "and is optimistic.",
+        "",
+        _views_table(views, directions),
+        "",
+        "## Precision–recall (Hamming radius)",
+        "",
+        f"![PR curves]({figures['pr'].name})",
+        "",
+        "## Precision@k and recall@k",
+        "",
+        f"![precision@k]({figures['pk'].name})",
+        "",
+        "## Retrieval examples",
+        "",
+        "Each row: a query (blue frame) and its top results from the other modality by Hamming distance `d`; "
+        "green frame = same class (relevant), red = other class.",
+        "",
+    ]
+    for direction, path in grids.items():
+        lines += [f"### {direction.replace('->', ' → ')}", "", f"![retrieval {direction}]({path.name})", ""]
+    if "curves" in figures:
+        lines += ["## Training curves", "", f"![training curves]({figures['curves'].name})", ""]
+    lines += ["## Code projection", "", f"![PCA of codes]({figures['pca'].name})", ""]
+    return "\n".join(lines)

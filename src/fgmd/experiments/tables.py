@@ -1,0 +1,54 @@
+"""Result tables of sweeps and ablations, written as markdown (for people) and CSV (for scripts)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def format_cell(value: object) -> str:
+    """Markdown cell text: floats with 4 decimals, ``None`` as an en dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str], titles: dict[str, str]) -> str:
+    """A markdown table of ``rows`` (dicts) restricted to ``columns``, headed by ``titles``."""
+    header = [titles.get(c, c) for c in columns]
+    body = [[format_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
+
+
+def write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> Path:
+    """``rows`` as CSV with a header of the machine-readable ``columns`` keys; ``None`` -> empty."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    return path
+
+
+def write_tables(
+    out_dir: Path,
+    stem: str,
+    title: str,
+    rows: Sequence[dict],
+    columns: Sequence[str],
+    titles: dict[str, str],
+    notes: Sequence[str] = (),
+    md_columns: Sequence[str] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<stem>.md`` (title, table, notes) and ``<stem>.csv`` (every column) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = [f"# {title}", "", markdown_table(rows, md_columns or columns, titles), ""]
+    text += [f"- {note}" for note in notes]
+    md = out_dir / f"{stem}.md"
+    md.write_text("\n".join(text).rstrip() + "\n")
+    return md, write_csv(out_dir / f"{stem}.csv", rows, columns)
