@@ -97,9 +97,17 @@ def test_gradients_flow_to_all_parameters_after_perturbing_zero_inits():
     encoder = ModalityEncoder(ModelConfig(), in_channels=3)
     with torch.no_grad():
         for name, param in encoder.named_parameters():
-            if name.startswith(("fdfsp.", "adf.")) and not param.any():
+            if not param.any():  # zero-initialised FDFSP/ADF parts and residual BN scales
                 param.normal_(std=0.05)
     output = encoder(torch.randn(2, 3, 64, 64))
     (output.codes.sum() + sum(f.square().mean() for f in output.features)).backward()
     missing = [n for n, p in encoder.named_parameters() if p.grad is None or not p.grad.any()]
     assert not missing
+
+
+def test_residual_blocks_start_as_identity_when_zero_initialised():
+    trunk = ModalityEncoder(ModelConfig(), in_channels=3).trunk
+    residual = [b for b in trunk.features if getattr(b, "use_res_connect", False)]
+    assert residual and all(not b.conv[-1].weight.any() for b in residual)
+    plain = ModalityEncoder(ModelConfig(zero_init_residual=False), in_channels=3).trunk
+    assert all(b.conv[-1].weight.all() for b in plain.features if getattr(b, "use_res_connect", False))
