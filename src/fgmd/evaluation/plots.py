@@ -151,6 +151,8 @@ def plot_training_curves(
     term_rows = math.ceil(len(terms) / columns)
     figure = _figure(3.6 * columns, 2.7 * term_rows + 3.4)
     grid = figure.add_gridspec(term_rows + 1, columns, height_ratios=[1] * term_rows + [1.25])
+    from matplotlib.ticker import MaxNLocator
+
     epochs = np.array([r["epoch"] + 1 for r in log])
     for index, term in enumerate(terms):
         axis = figure.add_subplot(grid[index // columns, index % columns])
@@ -158,8 +160,10 @@ def plot_training_curves(
         axis.set_title(f"{term} (unweighted)" if term != "total" else "total loss (weighted sum)", fontsize=10)
         axis.set_xlabel("epoch", fontsize=8)
         axis.tick_params(labelsize=8)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
     axis = figure.add_subplot(grid[term_rows, :])
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     values = []
     for key, marker, colour, name in (("val", "o", "C3", "validation"), ("test", "s", "C4", "test (logged only, never used to select)")):
         points = [(r["epoch"] + 1, r[key]) for r in log if key in r]
