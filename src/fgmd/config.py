@@ -188,6 +188,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     sync_bn: bool = False
+    # Batches of training pairs used to re-estimate BatchNorm statistics before each
+    # validation (and so in every saved model); 0 keeps the running averages of training.
+    bn_recalibration_batches: int = 20
     # Also score the test split (queries vs database) at every validation epoch and log it
     # as "test" in log.jsonl. Selection (best.pt) still uses validation only; this exists to
     # report the optimistic "best on test" number the published scripts select by.

@@ -37,6 +37,7 @@ from fgmd.data.transforms import build_transforms
 from fgmd.data.validation import prepare_training_data
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
+from fgmd.training.batchnorm import recalibrate_batchnorm
 from fgmd.training.checkpoint import load_checkpoint, save_checkpoint
 from fgmd.training.distributed import barrier, init_distributed, merge_bank_updates
 from fgmd.training.mining import mine_triplets, mining_digest
@@ -160,6 +161,7 @@ class Trainer:
         train_idx, val_idx = split_validation(train_full.labels, data.val_fraction, config.seed)
         self.train_set = train_full.subset(train_idx)
         self.val_set = eval_full.subset(val_idx) if val_idx else None
+        self.calibration_set = eval_full.subset(train_idx)
         self.class_names = train_full.class_names
         self.modalities = tuple(data.modalities)
 
@@ -240,7 +242,10 @@ class Trainer:
         for epoch in range(self.start_epoch, epochs):
             record = self.train_epoch(epoch)
             is_last = epoch + 1 == epochs
-            if self.val_set is not None and ((epoch + 1) % self.config.train.eval_every == 0 or is_last):
+            evaluate_now = (epoch + 1) % self.config.train.eval_every == 0 or is_last
+            if evaluate_now or self.val_set is None:
+                self.recalibrate()  # BatchNorm statistics for the current weights, before any eval or save
+            if self.val_set is not None and evaluate_now:
                 metrics = self.validate()
                 record["val"] = metrics
                 if metrics["mean_map"] > self.best_score:
@@ -251,7 +256,7 @@ class Trainer:
                 self.best_epoch, self.best_metrics = epoch, {}
                 if main:
                     self.save_best(epoch, {}, "last")
-            if self.config.train.track_test and ((epoch + 1) % self.config.train.eval_every == 0 or is_last):
+            if self.config.train.track_test and evaluate_now:
                 record["test"] = self.evaluate_test()  # logged only; never used for selection
             if main:
                 with log_path.open("a") as handle:
@@ -351,6 +356,11 @@ class Trainer:
         for m, codes in anchor_codes.items():
             self.bank[m][batch["index"]] = torch.where(codes.cpu() >= 0, 1, -1).to(torch.int8)
         return terms, size
+
+    def recalibrate(self) -> None:
+        """Re-estimate BatchNorm statistics on training pairs (``train.bn_recalibration_batches``)."""
+        train = self.config.train
+        recalibrate_batchnorm(self.model, self.calibration_set, train.batch_size, train.bn_recalibration_batches, self.device)
 
     def validate(self) -> dict:
         """Cross-modal metrics on the validation pairs (each modality queries the other)."""
