@@ -19,12 +19,19 @@ from fgmd.models import FGMD
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: FGMD, pairs: CrossModalDataset, batch_size: int, max_batches: int, device: torch.device | str = "cpu"
+    model: FGMD,
+    pairs: CrossModalDataset,
+    batch_size: int,
+    max_batches: int,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
 ) -> None:
-    """Recompute every BatchNorm's running mean/variance from the first ``max_batches`` batches of ``pairs``.
+    """Recompute every BatchNorm's running mean/variance from ``max_batches`` batches of ``pairs``.
 
-    ``pairs`` should use evaluation transforms. The images are taken in dataset order, so every
-    process of a distributed run computes identical statistics. The model is left in eval mode.
+    ``pairs`` should use evaluation transforms. The pairs are a random subset drawn with
+    ``seed`` (datasets are often sorted by class, so the first pairs would be biased); every
+    process of a distributed run draws the same subset and computes identical statistics.
+    The model is left in eval mode.
     """
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     if not norms or max_batches <= 0 or len(pairs) == 0:
@@ -35,7 +42,8 @@ def recalibrate_batchnorm(
         norm.momentum = None  # cumulative average over the calibration batches
     model.train()
     count = min(len(pairs), batch_size * max_batches)
-    loader = DataLoader(Subset(pairs, range(count)), batch_size=batch_size, shuffle=False, drop_last=count > batch_size)
+    chosen = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    loader = DataLoader(Subset(pairs, chosen), batch_size=batch_size, shuffle=False, drop_last=count > batch_size)
     try:
         for batch in loader:
             for modality in model.modalities:

@@ -49,7 +49,8 @@ def init_distributed(device_name: str = "auto") -> tuple[DistContext, torch.devi
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # The code bank and gathered codes live on the CPU: gloo carries them, NCCL the gradients.
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if use_cuda else "gloo")
     return DistContext(rank, world_size, local_rank), device
 
 

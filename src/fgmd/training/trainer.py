@@ -360,7 +360,9 @@ class Trainer:
     def recalibrate(self) -> None:
         """Re-estimate BatchNorm statistics on training pairs (``train.bn_recalibration_batches``)."""
         train = self.config.train
-        recalibrate_batchnorm(self.model, self.calibration_set, train.batch_size, train.bn_recalibration_batches, self.device)
+        recalibrate_batchnorm(
+            self.model, self.calibration_set, train.batch_size, train.bn_recalibration_batches, self.device, self.config.seed
+        )
 
     def validate(self) -> dict:
         """Cross-modal metrics on the validation pairs (each modality queries the other)."""
