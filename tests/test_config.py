@@ -35,6 +35,10 @@ def test_int_widens_to_float_and_yaml_exponents_without_dot_are_numbers():
         ("data.modality.sar.channels=1", "data.modality.sar: not one of"),
         ("data.resize=32", "must be >= data.image_size"),
         ("nonsense", "key.sub=value"),
+        ("train.eval_every=0", "train.eval_every must be >= 1"),
+        ("train.lr_step=0", "train.lr_step must be >= 1"),
+        ("eval.map_at_k=[0]", "eval.map_at_k values must be >= 1"),
+        ("eval.map_at_r=-3", "eval.map_at_r must be >= 0"),
     ],
 )
 def test_bad_values_name_the_field(override, message):

@@ -64,8 +64,8 @@ def evaluate_checkpoint(
     """Cross-modal retrieval metrics of a checkpoint on its config's query and database splits.
 
     ``overrides`` (``key=value``) adjust the stored config, e.g. ``data.root=/new/place`` or
-    ``eval.map_at_r=86``. The metrics are written to ``out`` (default: ``metrics.json``
-    beside the checkpoint) and returned. Under ``torchrun`` the images are encoded in shards,
+    ``eval.map_at_r=86``. The metrics are written to ``out`` (default: ``metrics.json`` beside
+    a ``best.pt``, ``metrics_<name>.json`` beside any other checkpoint) and returned. Under ``torchrun`` the images are encoded in shards,
     one per process, gathered without padding; rank 0 writes the file.
     """
     checkpoint = Path(checkpoint)
@@ -93,7 +93,10 @@ def evaluate_checkpoint(
             "num_database": {m: len(s) for m, s in database.items()},
         }
     )
-    out = Path(out) if out is not None else checkpoint.parent / "metrics.json"
+    if out is None:  # metrics.json belongs to best.pt; other checkpoints get their own file
+        name = "metrics.json" if checkpoint.name == "best.pt" else f"metrics_{checkpoint.stem}.json"
+        out = checkpoint.parent / name
+    out = Path(out)
     if context.is_main:
         out.write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -331,8 +331,27 @@ def validate(config: Config) -> None:
         raise ConfigError(
             f"data.resize ({config.data.resize}) must be >= data.image_size ({config.data.image_size})"
         )
-    if config.train.epochs < 1 or config.train.batch_size < 1:
-        raise ConfigError("train.epochs and train.batch_size must be >= 1")
+    positive = {
+        "train.epochs": config.train.epochs,
+        "train.batch_size": config.train.batch_size,
+        "train.eval_every": config.train.eval_every,
+        "train.lr_step": config.train.lr_step,
+        "eval.batch_size": config.eval.batch_size,
+        "data.image_size": config.data.image_size,
+        "loss.damd_reduction": config.loss.damd_reduction,
+    }
+    for name, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    for name, values in (("eval.map_at_k", config.eval.map_at_k), ("eval.precision_at", config.eval.precision_at)):
+        if any(k < 1 for k in values):
+            raise ConfigError(f"{name} values must be >= 1, got {values}")
+    if config.eval.map_at_r < 0:
+        raise ConfigError(f"eval.map_at_r must be >= 0 (0 = not reported), got {config.eval.map_at_r}")
+    if config.train.lr <= 0 or not 0 < config.train.lr_gamma <= 1:
+        raise ConfigError("train.lr must be > 0 and train.lr_gamma in (0, 1]")
+    if config.data.num_workers < 0 or config.train.bn_recalibration_batches < 0:
+        raise ConfigError("data.num_workers and train.bn_recalibration_batches must be >= 0")
     if config.loss.mining_k < 1:
         raise ConfigError(f"loss.mining_k must be >= 1, got {config.loss.mining_k}")
 

@@ -10,7 +10,7 @@ from fgmd.config import load_config
 from fgmd.data.synthetic import generate_demo_dataset
 from fgmd.training.trainer import fit
 
-DEMO_PAIRS_PER_CLASS = 120
+DEMO_PAIRS_PER_CLASS = 300
 
 
 def demo_config_path() -> Path:

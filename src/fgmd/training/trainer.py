@@ -402,7 +402,14 @@ def _truncate_log(path: Path, epochs_done: int) -> None:
     """Keep only the log lines of epochs that a checkpoint covers (a killed run may have written more)."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] < epochs_done]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill: its epoch was never checkpointed
+            continue
+        if record["epoch"] < epochs_done:
+            kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from fgmd.cli.common import add_overrides, add_quiet
 
@@ -23,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     result = fit(config, resume=args.resume, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     selected = (
         f"validation mean mAP {result.best_metrics['mean_map']:.4f}"
         if result.best_metrics
