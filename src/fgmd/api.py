@@ -80,7 +80,7 @@ def evaluate_checkpoint(
     query_split = build_dataset(data, data.query_split)
     db_split = query_split if data.database_split == data.query_split else build_dataset(data, data.database_split)
     queries = {m: query_split.images(m, transforms[m]) for m in data.modalities}
-    database = {m: db_split.images(m, transforms[m]) for m in data.modalities}
+    database = queries if db_split is query_split else {m: db_split.images(m, transforms[m]) for m in data.modalities}
     metrics = evaluate_model(model, queries, database, config.eval, device, data.num_workers, progress, context)
     metrics.update(
         {

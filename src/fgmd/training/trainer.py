@@ -167,6 +167,8 @@ class Trainer:
 
         self.model: FGMD = model_from_config(config)
         self.objective = FGMDObjective(config.loss, config.model.bits, train_full.num_classes, self.model.level_channels)
+        if config.train.sync_bn and self.device.type != "cuda":
+            raise ConfigError("train.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
         if self.context.is_distributed and config.train.sync_bn:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
