@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fgmd.cli.commands import demo, eval, generate_demo_data, info, train
+from fgmd.cli.commands import demo, eval, export, generate_demo_data, index, info, search, train
 
-COMMANDS = [demo, train, eval, info, generate_demo_data]
+COMMANDS = [demo, train, eval, index, search, export, info, generate_demo_data]
 
 
 def build_parser() -> argparse.ArgumentParser:
