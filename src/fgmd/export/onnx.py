@@ -85,6 +85,9 @@ def export_encoder(
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded")
         # intended: the band count check and the spatial sizes (DFT matrices) are constants
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # the TorchScript exporter is chosen on purpose (module docs); its deprecation notices are noise here
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
         torch.onnx.export(
             wrapper,
             (example,),
