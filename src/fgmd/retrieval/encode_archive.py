@@ -93,16 +93,16 @@ class ArchiveSource:
 
     Attributes:
         ids: unique item ids, in order.
-        paths: one image file per id.
+        paths: one image file per id (strings: a Path object per item costs ~3x the memory).
         labels: ``[N, L]`` multi-hot labels, or ``None`` when unknown (folders).
         root: folder the paths are relative to in the chunk digests.
         description: for messages (``"split 'database' of /data/x"``, ``"folder /imgs"``).
     """
 
     ids: list[str]
-    paths: list[Path]
+    paths: list[str]
     labels: torch.Tensor | None
-    root: Path
+    root: str
     description: str
 
     def __len__(self) -> int:
@@ -118,11 +118,9 @@ class ArchiveSource:
     def digest(self, start: int, stop: int) -> str:
         """sha256 of the ids and relative file names of items ``start..stop``."""
         digest = hashlib.sha256()
+        prefix = os.path.join(self.root, "")
         for item_id, path in zip(self.ids[start:stop], self.paths[start:stop]):
-            try:
-                name = path.relative_to(self.root).as_posix()
-            except ValueError:
-                name = path.as_posix()
+            name = path[len(prefix) :] if path.startswith(prefix) else path
             digest.update(f"{item_id}\0{name}\n".encode())
         return digest.hexdigest()
 
@@ -136,9 +134,9 @@ def split_source(config: Config, split: str, modality: str) -> ArchiveSource:
         raise ArchiveError(f"split {split!r} of {config.data.root} has no {modality} images")
     return ArchiveSource(
         [r.id for r in images.records],
-        [Path(r.paths[modality]) for r in images.records],
+        [str(r.paths[modality]) for r in images.records],
         images.labels,
-        Path(config.data.root),
+        str(config.data.root),
         f"split {split!r} of {config.data.root}",
     )
 
@@ -156,21 +154,14 @@ def folder_source(folder: str | os.PathLike, recursive: bool = False) -> Archive
     def is_image(name: str) -> bool:
         return not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_EXTENSIONS
 
-    if recursive:
-        paths = []
-        for directory, subdirs, files in os.walk(folder):
-            subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-            paths += [Path(directory, name) for name in files if is_image(name)]
-    else:
-        paths = [entry for entry in folder.iterdir() if is_image(entry.name) and entry.is_file()]
-    found: dict[str, Path] = {}
-    for path in paths:
-        item_id = path.relative_to(folder).with_suffix("").as_posix()
-        if "\n" in item_id:
-            raise ArchiveError(f"{path!r}: a file name with a newline cannot be an id")
-        if item_id in found:
-            raise ArchiveError(f"two images have the id {item_id!r}: {found[item_id]} and {path}")
-        found[item_id] = path
+    found: dict[str, str] = {}
+    for directory, subdirs, files in os.walk(folder):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".")] if recursive else []
+        relative = os.path.relpath(directory, folder)
+        prefix = "" if relative == "." else Path(relative).as_posix() + "/"
+        for name in files:
+            if is_image(name):
+                _add_item(found, prefix + os.path.splitext(name)[0], os.path.join(directory, name))
     if not found:
         nested = not recursive and any(
             sub.is_dir() and any(is_image(name) for name in os.listdir(sub)) for sub in folder.iterdir()
@@ -178,7 +169,15 @@ def folder_source(folder: str | os.PathLike, recursive: bool = False) -> Archive
         hint = " (its subfolders have images: pass --recursive)" if nested else ""
         raise ArchiveError(f"no image files ({' '.join(sorted(SUPPORTED_EXTENSIONS))}) in {folder}{hint}")
     ids = sorted(found)
-    return ArchiveSource(ids, [found[i] for i in ids], None, folder, f"folder {folder}")
+    return ArchiveSource(ids, [found[i] for i in ids], None, str(folder), f"folder {folder}")
+
+
+def _add_item(found: dict[str, str], item_id: str, path: str) -> None:
+    if "\n" in item_id:
+        raise ArchiveError(f"{path!r}: a file name with a newline cannot be an id")
+    if item_id in found:
+        raise ArchiveError(f"two images have the id {item_id!r}: {found[item_id]} and {path}")
+    found[item_id] = path
 
 
 # --------------------------------------------------------------------------- encoding

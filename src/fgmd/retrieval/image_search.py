@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -136,8 +135,8 @@ def search_images(
     if split is not None:
         source = split_source(config, split, modality)
     else:
-        paths = [Path(p) for p in images]
-        source = ArchiveSource([str(p) for p in images], paths, None, Path("."), "query images")
+        names = [os.fspath(p) for p in images]
+        source = ArchiveSource(names, names, None, ".", "query images")
     if len(source) == 0:
         return []
     encoder = model.encoders[modality].to(device)
