@@ -7,7 +7,10 @@ ADF on a map ``U [B, C, H, W]``:
    ``C -> C/r -> 9C`` on the globally pooled map, softmax over the taps):
    ``V[b,c,p] = Σ_t S[b,t,p] K[b,c,t] U[b,c,p + offset_t]`` with zero padding, computed as
    shift-and-add over 9 shifted slices of the padded map (slicing, multiplication, addition:
-   no unfold, no ``[B, C, 9, H, W]`` temporaries, no custom ops; exports to ONNX).
+   no unfold, no ``[B, C, 9, H, W]`` temporaries, no custom ops; exports to ONNX). Without
+   autograd (inference, ONNX export) the 9 slices are stacked into one ``[B, C, 9, H, W]``
+   tensor instead (nothing is kept for a backward pass): a few large operations instead of
+   ~40 tiny ones, which is what costs time at batch size 1 and in an exported graph.
 2. Residual ``U' = U + gamma ⊙ V`` with a per-channel ``gamma`` initialised to zero.
 3. Semantic gate ``G = sigmoid(conv1x1(U') -> 1 channel)``, weight and bias zero-initialised,
    so the gate is uniform (0.5) at init.
@@ -54,18 +57,24 @@ class ADF(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x [B, C, H, W]`` -> ``(features [B, C, H, W], gate [B, 1, H, W] in (0, 1))``."""
-        batch, channels, height, width = x.shape
+        channels = self.channels
+        height, width = int(x.shape[2]), int(x.shape[3])  # constants when traced for export
         spatial = torch.softmax(self.spatial_kernel(x), dim=1)  # [B, 9, H, W]
         context = x.mean(dim=(2, 3))  # [B, C]
         per_channel = torch.softmax(
-            self.channel_kernel(context).view(batch, channels, _TAPS), dim=2
+            self.channel_kernel(context).reshape(-1, channels, _TAPS), dim=2
         )  # [B, C, 9]
         padded = F.pad(x, (1, 1, 1, 1))
-        filtered = torch.zeros_like(x)
-        for tap in range(_TAPS):
-            dy, dx = divmod(tap, 3)
-            shifted = padded[:, :, dy : dy + height, dx : dx + width]
-            filtered = filtered + shifted * spatial[:, tap : tap + 1] * per_channel[:, :, tap, None, None]
+        shifts = [divmod(tap, 3) for tap in range(_TAPS)]
+        if torch.is_grad_enabled():
+            filtered = torch.zeros_like(x)
+            for tap, (dy, dx) in enumerate(shifts):
+                shifted = padded[:, :, dy : dy + height, dx : dx + width]
+                filtered = filtered + shifted * spatial[:, tap : tap + 1] * per_channel[:, :, tap, None, None]
+        else:
+            shifted = torch.stack([padded[:, :, dy : dy + height, dx : dx + width] for dy, dx in shifts], dim=2)
+            weights = per_channel[:, :, :, None, None] * spatial[:, None]  # [B, C, 9, H, W]
+            filtered = (shifted * weights).sum(dim=2)
         features = x + self.gamma * filtered
         gate = torch.sigmoid(self.gate(features))
         return features, gate
