@@ -63,13 +63,14 @@ class ADF(nn.Module):
         context = x.mean(dim=(2, 3))  # [B, C]
         per_channel = torch.softmax(
             self.channel_kernel(context).reshape(-1, channels, _TAPS), dim=2
-        )  # [B, C, 9]
+        ).reshape(-1, channels, _TAPS, 1, 1)  # [B, C, 9, 1, 1]
         padded = F.pad(x, (1, 1, 1, 1))
-        filtered = torch.zeros_like(x)
+        filtered = None
         for tap in range(_TAPS):
             dy, dx = divmod(tap, 3)
             shifted = padded[:, :, dy : dy + height, dx : dx + width]
-            filtered = filtered + shifted * spatial[:, tap : tap + 1] * per_channel[:, :, tap, None, None]
+            term = shifted * spatial[:, tap : tap + 1] * per_channel[:, :, tap]
+            filtered = term if filtered is None else filtered + term
         features = x + self.gamma * filtered
         gate = torch.sigmoid(self.gate(features))
         return features, gate
