@@ -17,6 +17,13 @@ excluded) and of the whole loop including data loading; peak RSS of the process
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and RSS before the first step. Runs alternate
 variants (``--repeats``, ABAB) and the table shows medians.
 
+Memory allocator (``--malloc``): with glibc's defaults, every tensor above the mmap threshold
+(32 MiB at most) is mmap-ed when allocated and unmapped when freed, so each training step
+page-faults and zeroes gigabytes again; the large ``3B`` batches of the batched step suffer
+most (measured: same user time, ~5x the system time). ``no-mmap`` runs the process with
+``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=<64 GiB>``, so freed
+memory is reused from the heap. Give both (``--malloc default,no-mmap``) to compare.
+
 Data: ``--data`` (a folder-layout dataset), default the shared EuroSAT MS/PAN benchmark
 (``shared/data/eurosat_rgb5_mspan`` next to the checkout) when present, else a generated demo
 dataset.
@@ -41,6 +48,10 @@ from pathlib import Path
 from _common import find_shared_data, markdown_table, peak_rss_mib, run_meta, write_json
 
 VARIANTS = ("batched", "naive")
+MALLOC = {
+    "default": None,
+    "no-mmap": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736",
+}
 
 
 def current_rss_mib() -> float:
@@ -116,7 +127,10 @@ def child(args) -> dict:
     trainer.step_module.train()
     rss_before = current_rss_mib()
     peak_before = peak_rss_mib()
-    step_times, loop_start, pairs, first_end = [], time.perf_counter(), 0, None
+    import resource
+
+    step_times, pairs, first_end = [], 0, None
+    usage_start = None
     for number, batch in enumerate(loader):
         if args.limit_batches and number >= args.limit_batches:
             break
@@ -125,10 +139,19 @@ def child(args) -> dict:
         end = time.perf_counter()
         if number == 0:
             first_end = end  # warm-up step excluded
+            usage_start = resource.getrusage(resource.RUSAGE_SELF)
         else:
             step_times.append(end - start)
             pairs += size
     loop_time = time.perf_counter() - first_end if first_end is not None else float("nan")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = {}
+    if usage_start is not None:  # after the warm-up step: where the time goes, and page faults
+        cpu = {
+            "user_s": usage.ru_utime - usage_start.ru_utime,
+            "sys_s": usage.ru_stime - usage_start.ru_stime,
+            "minor_page_faults": usage.ru_minflt - usage_start.ru_minflt,
+        }
     return {
         "variant": args.child,
         "steps_timed": len(step_times),
@@ -140,6 +163,7 @@ def child(args) -> dict:
         "peak_rss_before_mib": peak_before,
         "peak_rss_mib": peak_rss_mib(),
         "train_pairs": len(triplets),
+        **cpu,
     }
 
 
@@ -157,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bits", type=int, default=32)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--malloc", default="default", help=f"comma-separated allocator settings: {', '.join(MALLOC)}")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -180,33 +205,46 @@ def main(argv: list[str] | None = None) -> None:
         print(meta, flush=True)
         results = []
         variants = args.variants.split(",")
+        mallocs = args.malloc.split(",")
+        unknown = set(mallocs) - set(MALLOC)
+        if unknown:
+            raise SystemExit(f"unknown --malloc {sorted(unknown)}; choose from {list(MALLOC)}")
+        runs = [(v, m) for m in mallocs for v in variants]
         for repeat in range(args.repeats):
-            for variant in variants if repeat % 2 == 0 else variants[::-1]:
-                out = Path(workdir) / f"{variant}_{repeat}.json"
+            for variant, malloc in runs if repeat % 2 == 0 else runs[::-1]:
+                out = Path(workdir) / f"{variant}_{malloc}_{repeat}.json"
                 command = [sys.executable, __file__, "--child", variant, "--child-out", str(out), "--workdir", workdir,
                            "--data", str(data), "--image-size", str(args.image_size), "--batch-size",
                            str(args.batch_size), "--limit-batches", str(args.limit_batches), "--threads",
                            str(args.threads), "--workers", str(args.workers), "--bits", str(args.bits),
                            "--width", str(args.width), "--cache" if args.cache else "--no-cache"]
-                run = subprocess.run(command, capture_output=True, text=True)
+                env = dict(os.environ)
+                if MALLOC[malloc]:
+                    env["GLIBC_TUNABLES"] = MALLOC[malloc]
+                run = subprocess.run(command, capture_output=True, text=True, env=env)
                 if run.returncode != 0:
                     raise SystemExit(f"{variant} failed:\n{run.stderr[-3000:]}")
-                record = {**json.loads(out.read_text()), "repeat": repeat}
+                record = {**json.loads(out.read_text()), "repeat": repeat, "malloc": malloc}
                 results.append(record)
-                print(f"{variant:8s} repeat {repeat}: {record['pairs_per_s_steps']:.2f} pairs/s (steps), "
-                      f"peak RSS {record['peak_rss_mib']:.0f} MiB", flush=True)
+                print(f"{variant:8s} malloc={malloc:8s} repeat {repeat}: {record['pairs_per_s_steps']:.2f} pairs/s (steps), "
+                      f"peak RSS {record['peak_rss_mib']:.0f} MiB, user {record.get('user_s', 0):.1f} s, "
+                      f"sys {record.get('sys_s', 0):.1f} s, {record.get('minor_page_faults', 0):,} page faults",
+                      flush=True)
 
     rows = []
-    for variant in variants:
-        runs = [r for r in results if r["variant"] == variant]
-        median = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
-        rows.append([variant, runs[0]["train_pairs"], runs[0]["steps_timed"], f"{median('pairs_per_s_steps'):.2f}",
+    for variant, malloc in runs:
+        chosen = [r for r in results if r["variant"] == variant and r["malloc"] == malloc]
+        if not all("user_s" in r for r in chosen):  # a single batch: nothing was timed
+            continue
+        median = lambda key: statistics.median(r[key] for r in chosen)  # noqa: E731
+        rows.append([variant, malloc, chosen[0]["train_pairs"], chosen[0]["steps_timed"], f"{median('pairs_per_s_steps'):.2f}",
                      f"{median('pairs_per_s_loop'):.2f}", f"{median('step_s_median'):.2f}",
+                     f"{median('user_s'):.1f} / {median('sys_s'):.1f}",
                      f"{median('rss_before_mib'):.0f}", f"{median('peak_rss_mib'):.0f}",
                      f"{median('peak_rss_mib') - median('rss_before_mib'):.0f}"])
     table = markdown_table(
-        ["variant", "training pairs", "steps timed", "pairs/s (steps)", "pairs/s (incl. loading)", "step (s)",
-         "RSS before (MiB)", "peak RSS (MiB)", "peak - before (MiB)"],
+        ["variant", "malloc", "training pairs", "steps timed", "pairs/s (steps)", "pairs/s (incl. loading)",
+         "step (s)", "CPU user / sys (s)", "RSS before (MiB)", "peak RSS (MiB)", "peak - before (MiB)"],
         rows,
     )
     print()
