@@ -81,8 +81,10 @@ def make_folder(root: Path, count: int, sources: list[Path]) -> Path:
     return root
 
 
-def run(args: list[str]) -> dict:
+def run(args: list[str], threads: int | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     out = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
@@ -98,11 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-size", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the indexing process (default: inherited)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     meta = run_meta(image_size=args.image_size, width=args.width, chunk_size=args.chunk_size,
-                    batch_size=args.batch_size, workers=args.workers)
+                    batch_size=args.batch_size, workers=args.workers, threads=args.threads)
     print(meta, flush=True)
     results = []
     with tempfile.TemporaryDirectory() as workdir:
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         sources = sorted((demo / "images" / "pan").glob("*.png"))
         for bits in (int(b) for b in args.bits.split(",")):
             checkpoint = make_checkpoint(workdir / f"k{bits}.pt", bits, args.image_size, args.width)
-            baseline = run(["baseline", str(checkpoint)])
+            baseline = run(["baseline", str(checkpoint)], args.threads)
             for count in sizes:
                 folder = make_folder(workdir / f"imgs_{count}", count, sources) if not (
                     workdir / f"imgs_{count}").exists() else workdir / f"imgs_{count}"
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                 measured = run(["index", "index", "--checkpoint", str(checkpoint), "--modality", "pan", "--folder",
                                 str(folder), "--recursive", "--out", str(out), "--chunk-size", str(args.chunk_size),
                                 "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--quiet",
-                                "--device", "cpu"])
+                                "--device", "cpu"], args.threads)
                 wall = time.perf_counter() - start
                 from fgmd.retrieval import Index
 
