@@ -230,11 +230,13 @@ def encode_source(
     device: torch.device | str = "cpu",
     skip_unreadable: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    hint: str = " (pass --skip-unreadable to leave such images out)",
 ) -> tuple[np.ndarray, list[int], list[tuple[int, str, str]]]:
     """Encode the items of ``source`` at ``positions`` (in that order).
 
     Returns ``(packed codes [n, K/8] uint8, positions encoded, skipped [(position, path,
-    reason)])``. An unreadable image raises ``ImageReadError`` unless ``skip_unreadable``.
+    reason)])``. An unreadable image raises ``ImageReadError`` (its reason followed by
+    ``hint``) unless ``skip_unreadable``.
     """
     encoder.eval()
     loader = DataLoader(
@@ -252,7 +254,7 @@ def encode_source(
         if batch["errors"]:
             if not skip_unreadable:
                 _, path, reason = batch["errors"][0]
-                raise ImageReadError(path, f"{reason} (pass --skip-unreadable to leave such images out)")
+                raise ImageReadError(path, reason + hint)
             skipped += batch["errors"]
         if batch["images"] is not None:
             output = encoder.encode(batch["images"].to(device)).float().cpu()

@@ -142,7 +142,14 @@ def search_images(
     encoder = model.encoders[modality].to(device)
     transform = build_transforms(config.data, train=False)[modality]
     codes, kept, _ = encode_source(
-        encoder, transform, source, range(len(source)), batch_size=batch_size, num_workers=num_workers, device=device
+        encoder,
+        transform,
+        source,
+        range(len(source)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        hint="",
     )
     labels = index.labels
     results = []

@@ -29,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
+    import sys
+
+    needed = ["onnx"] + (["onnxruntime"] if args.check or args.check_folder else [])
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"fgmd export: error: needs {' and '.join(missing)}: pip install fgmd[onnx]", file=sys.stderr)
+        return 2
     from fgmd.export.onnx import export_checkpoint
 
     branches = export_checkpoint(
