@@ -31,6 +31,7 @@ def test_index_a_split_round_trip(tiny_checkpoint, tmp_path, capsys):
     assert list(index.ids) == images.ids and index.modality == "pan" and index.bits == 16
     np.testing.assert_array_equal(index.labels, images.labels.numpy().astype(np.uint8))
     np.testing.assert_array_equal(index.codes, pack_codes(encode_images(model, images, batch_size=7)))
+    assert len(np.unique(index.codes, axis=0)) > len(index) // 2  # the codes depend on the image
     identity = index.encoder
     assert set(identity) == {"config", "weights_sha256", "modality", "bits"}
     assert identity["weights_sha256"] == weights_sha256(model.encoders["pan"])

@@ -25,7 +25,7 @@ def exported(tiny_checkpoint, tmp_path_factory):
     return out, code
 
 
-def test_export_writes_one_checked_file_per_branch(exported):
+def test_export_writes_one_checked_file_per_branch(exported, tiny_checkpoint):
     out, code = exported
     assert code == 0
     for modality, bands in (("ms", 3), ("pan", 1)):
@@ -44,6 +44,13 @@ def test_export_writes_one_checked_file_per_branch(exported):
     for branch in parity["branches"].values():
         assert branch["flip_rate"] <= 0.001 and branch["max_abs_diff"] < 1e-4 and branch["images"] == 48
     assert set(parity["topk_overlap"]) == {"ms->pan", "pan->ms"}
+    model, config = load_model(tiny_checkpoint)
+    from fgmd.data.datasets import build_dataset
+    from fgmd.data.transforms import build_transforms
+    images = build_dataset(config.data, "query").images("ms", build_transforms(config.data, train=False)["ms"])
+    with torch.no_grad():
+        codes = model.encode(torch.stack([images[i]["image"] for i in range(len(images))]), "ms")
+    assert (codes >= 0).unique(dim=0).shape[0] > len(images) // 2  # a meaningful comparison: codes vary
     assert all(v >= 0.9 for v in parity["topk_overlap"].values())
 
 
