@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fgmd.models.dft import irfft2_matmul, rfft2_matmul
+from fgmd.models.dft import dft_kron_matrices, irfft2_matmul, lowpass_matrices, rfft2_matmul
 
 SIZES = [(7, 7), (5, 8), (8, 5), (28, 28), (1, 1), (2, 3)]
 
@@ -44,3 +44,29 @@ def test_gradients_match_torch():
     spectrum = torch.fft.rfft2(x, norm="ortho")
     (spectrum.real.square().sum() + (3 * spectrum.imag).sum()).backward()
     torch.testing.assert_close(grad, x.grad, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_one_matrix_dft_equals_the_separable_one(size):
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(2))
+    forward, inverse = dft_kron_matrices(*size, torch.device("cpu"), torch.float32)
+    re, im = rfft2_matmul(x)
+    spectrum = x.flatten(-2) @ forward
+    torch.testing.assert_close(spectrum, torch.cat([re.flatten(-2), im.flatten(-2)], -1), atol=1e-5, rtol=0)
+    gen = torch.Generator().manual_seed(3)
+    re, im = (torch.randn(2, 3, size[0], size[1] // 2 + 1, generator=gen) for _ in range(2))
+    expected = irfft2_matmul(re, im, size)
+    result = (torch.cat([re.flatten(-2), im.flatten(-2)], -1) @ inverse).unflatten(-1, size)
+    torch.testing.assert_close(result, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", SIZES + [(13, 13), (10, 15), (56, 56)])
+def test_lowpass_matrices_equal_the_masked_transform(size):
+    x = torch.randn(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    low_h, low_w = lowpass_matrices(*size, 0.25, torch.device("cpu"), torch.float64)
+    ky = torch.arange(size[0], dtype=torch.float64)
+    fy = (torch.minimum(ky, size[0] - ky) / size[0])[:, None]
+    fx = (torch.arange(size[1] // 2 + 1, dtype=torch.float64) / size[1])[None, :]
+    mask = ((fy <= 0.25 + 1e-9) & (fx <= 0.25 + 1e-9)).to(torch.float64)
+    expected = torch.fft.irfft2(torch.fft.rfft2(x) * mask, s=size)
+    torch.testing.assert_close(low_h @ x @ low_w, expected, atol=1e-10, rtol=0)

@@ -34,7 +34,14 @@ def inputs(channels, in_channels, size, in_size, batch=2, seed=0):
     )
 
 
-CASES = [((7, 7), (14, 14)), ((7, 7), (13, 13)), ((5, 8), (10, 15)), ((2, 2), (4, 4)), ((14, 14), (28, 28))]
+CASES = [
+    ((7, 7), (14, 14)),
+    ((7, 7), (13, 13)),
+    ((5, 8), (10, 15)),
+    ((2, 2), (4, 4)),
+    ((14, 14), (28, 28)),
+    ((17, 16), (33, 32)),  # above KRONECKER_MAX_PIXELS: the separable matmul DFT
+]
 
 
 @pytest.mark.parametrize("size,in_size", CASES)
@@ -55,6 +62,22 @@ def test_matmul_path_equals_fft_path_after_randomising(size, in_size):
     assert (reference - x).abs().max() > 1e-2  # not the identity any more
     module.use_matmul_dft = True
     torch.testing.assert_close(module(x, stage_input), reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size,in_size", [((7, 7), (13, 13)), ((5, 8), (10, 15)), ((14, 14), (28, 28))])
+def test_one_matrix_separable_and_fft_spectral_filters_agree(size, in_size, monkeypatch):
+    from fgmd.models import fdfsp
+
+    module = FDFSP(16, 8, kernel_size=5)
+    randomise(module)
+    x, stage_input = inputs(16, 8, size, in_size)
+    monkeypatch.setattr(fdfsp, "EAGER_KRONECKER_MAX_PIXELS", 0)
+    reference = module(x, stage_input)  # torch.fft
+    module.use_matmul_dft = True
+    assert size[0] * size[1] <= fdfsp.KRONECKER_MAX_PIXELS
+    torch.testing.assert_close(module(x, stage_input), reference, atol=1e-5, rtol=1e-5)  # one-matrix DFT
+    monkeypatch.setattr(fdfsp, "KRONECKER_MAX_PIXELS", 0)
+    torch.testing.assert_close(module(x, stage_input), reference, atol=1e-5, rtol=1e-5)  # separable matmul DFT
 
 
 def test_gradients_reach_every_parameter_in_both_paths():
@@ -160,3 +183,19 @@ def test_matmul_path_exports_to_onnx(tmp_path):
     (result,) = session.run(None, {"x": x.numpy(), "s": stage_input.numpy()})
     expected = module(x, stage_input).detach()
     torch.testing.assert_close(torch.from_numpy(result), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_kernel_spectrum_cache_follows_the_weights():
+    module = FDFSP(8, 4, kernel_size=5)
+    randomise(module)
+    x, stage_input = inputs(8, 4, (7, 7), (14, 14))
+    with torch.no_grad():
+        first = module(x, stage_input)
+        module.kernel.mul_(2.0)  # an optimiser-like in-place update
+        second = module(x, stage_input)
+    torch.testing.assert_close(second, module(x, stage_input).detach())  # autograd path: no cache
+    assert (second - first).abs().max() > 1e-4
+    other = FDFSP(8, 4, kernel_size=5)
+    module.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(module(x, stage_input), other(x, stage_input))

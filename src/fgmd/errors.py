@@ -3,6 +3,9 @@
 from fgmd.config import ConfigError
 from fgmd.data.datasets.base import DataFormatError, DatasetNotFoundError
 from fgmd.data.io import ImageReadError
+from fgmd.retrieval.encode_archive import ArchiveError
+from fgmd.retrieval.image_search import IndexMismatchError
+from fgmd.retrieval.index_file import IndexFileError
 from fgmd.training.checkpoint import CheckpointError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -12,4 +15,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ImageReadError,
     CheckpointError,
     FileExistsError,
+    ArchiveError,
+    IndexFileError,
+    IndexMismatchError,
 )

@@ -5,9 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fgmd.cli.commands import ablate, check_data, demo, eval, generate_demo_data, info, prepare, report, sweep, train
+from fgmd.cli.commands import (
+    ablate,
+    check_data,
+    demo,
+    eval,
+    export,
+    generate_demo_data,
+    index,
+    info,
+    prepare,
+    report,
+    search,
+    sweep,
+    train,
+)
 
-COMMANDS = [demo, train, eval, report, sweep, ablate, info, check_data, prepare, generate_demo_data]
+COMMANDS = [demo, train, eval, report, index, search, export, sweep, ablate, info, check_data, prepare, generate_demo_data]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,10 @@ ADF on a map ``U [B, C, H, W]``:
    ``C -> C/r -> 9C`` on the globally pooled map, softmax over the taps):
    ``V[b,c,p] = Σ_t S[b,t,p] K[b,c,t] U[b,c,p + offset_t]`` with zero padding, computed as
    shift-and-add over 9 shifted slices of the padded map (slicing, multiplication, addition:
-   no unfold, no ``[B, C, 9, H, W]`` temporaries, no custom ops; exports to ONNX).
+   no unfold, no ``[B, C, 9, H, W]`` temporaries, no custom ops; exports to ONNX). (Measured
+   against stacking the 9 slices into one ``[B, C, 9, H, W]`` tensor and against extracting
+   them with a one-hot grouped convolution, without autograd: the same speed at batch 1 and
+   the fastest at batch 32, in PyTorch and in onnxruntime.)
 2. Residual ``U' = U + gamma ⊙ V`` with a per-channel ``gamma`` initialised to zero.
 3. Semantic gate ``G = sigmoid(conv1x1(U') -> 1 channel)``, weight and bias zero-initialised,
    so the gate is uniform (0.5) at init.
@@ -54,18 +57,20 @@ class ADF(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x [B, C, H, W]`` -> ``(features [B, C, H, W], gate [B, 1, H, W] in (0, 1))``."""
-        batch, channels, height, width = x.shape
+        channels = self.channels
+        height, width = int(x.shape[2]), int(x.shape[3])  # constants when traced for export
         spatial = torch.softmax(self.spatial_kernel(x), dim=1)  # [B, 9, H, W]
         context = x.mean(dim=(2, 3))  # [B, C]
         per_channel = torch.softmax(
-            self.channel_kernel(context).view(batch, channels, _TAPS), dim=2
-        )  # [B, C, 9]
+            self.channel_kernel(context).reshape(-1, channels, _TAPS), dim=2
+        ).reshape(-1, channels, _TAPS, 1, 1)  # [B, C, 9, 1, 1]
         padded = F.pad(x, (1, 1, 1, 1))
-        filtered = torch.zeros_like(x)
+        filtered = None
         for tap in range(_TAPS):
             dy, dx = divmod(tap, 3)
             shifted = padded[:, :, dy : dy + height, dx : dx + width]
-            filtered = filtered + shifted * spatial[:, tap : tap + 1] * per_channel[:, :, tap, None, None]
+            term = shifted * spatial[:, tap : tap + 1] * per_channel[:, :, tap]
+            filtered = term if filtered is None else filtered + term
         features = x + self.gamma * filtered
         gate = torch.sigmoid(self.gate(features))
         return features, gate

@@ -23,6 +23,17 @@ At initialisation the block is the identity (up to float rounding). The spectral
 in float32 even under autocast (half-precision FFTs need power-of-two sizes). Setting
 ``use_matmul_dft = True`` replaces ``torch.fft`` by the real-matmul DFT of :mod:`.dft`
 (ONNX-exportable, same output).
+
+How each transform is computed (all equal up to float rounding; chosen for speed, measured
+on CPU with benchmarks/bench_encoder.py):
+
+- The recovery high-pass mask is a product of one low-pass factor per axis, so the high band
+  is ``x - Lh x Lw`` with two small real matrices (``dft.lowpass_matrices``) in both paths:
+  two matmuls instead of a forward and an inverse 2-D transform.
+- The spectral filter on small maps (at most ``KRONECKER_MAX_PIXELS`` pixels on the matmul
+  path, ``EAGER_KRONECKER_MAX_PIXELS`` on the ``torch.fft`` path) uses the one-matrix DFT
+  (``dft.dft_kron_matrices``): one matmul in, one out. Larger maps use the separable matmul
+  DFT (matmul path) or ``torch.fft`` (default path).
 """
 
 from __future__ import annotations
@@ -34,11 +45,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dft import half_spectrum_width, irfft2_matmul, rfft2_matmul, static_size
+from .dft import dft_kron_matrices, half_spectrum_width, irfft2_matmul, lowpass_matrices, rfft2_matmul, static_size
 
 __all__ = ["FDFSP", "band_masks"]
 
 _NUM_BANDS = 3
+# Maps with at most this many pixels take the one-matrix (Kronecker) DFT in the spectral
+# filter: on the matmul (export) path it replaces a dozen tiny matmuls; on the torch.fft path
+# it is faster than an FFT only on very small maps (7 x 7 at a 224 input).
+KRONECKER_MAX_PIXELS = 256
+EAGER_KRONECKER_MAX_PIXELS = 64
+_RECOVERY_CUTOFF = 0.25  # cycles per input pixel: what a stride-2 output grid can represent
 
 
 def _frequency_grid(height: int, width: int) -> tuple[Tensor, Tensor]:
@@ -75,12 +92,10 @@ def _pair_weights(height: int, width: int, device: torch.device) -> Tensor:
 
 
 @lru_cache(maxsize=64)
-def _highpass_mask(height: int, width: int, device: torch.device) -> Tensor:
-    """``[H, Wr]``: 1 where |f| > 1/4 cycle/pixel on either axis (lost by a stride-2 stage)."""
-    fy, fx = _frequency_grid(height, width)
-    tol = 1e-9
-    low = (fy <= 0.25 + tol) & (fx <= 0.25 + tol)
-    return (~low).to(device, torch.float32)
+def _concat_weights(height: int, width: int, device: torch.device) -> Tensor:
+    """``[2 * H * Wr, 3]``: band averaging weights for squared ``[re | im]`` (concatenated) spectra."""
+    weights = band_masks(height, width, device)[1].T
+    return torch.cat([weights, weights]).contiguous()
 
 
 @lru_cache(maxsize=64)
@@ -123,6 +138,7 @@ class FDFSP(nn.Module):
         self.channels = channels
         self.kernel_size = kernel_size
         self.use_matmul_dft = False
+        self._spectrum_cache: dict[tuple, Tensor] = {}  # inference only, see kernel_spectrum
         hidden = max(8, channels // mlp_reduction)
         self.gain_mlp = nn.Sequential(
             nn.Linear(_NUM_BANDS * channels, hidden),
@@ -148,17 +164,35 @@ class FDFSP(nn.Module):
         return y.to(x.dtype)
 
     def kernel_spectrum(self, height: int, width: int) -> Tensor:
-        """Unnormalised DFT of the spatial kernel on an ``H x W`` grid: ``[C, H, Wr, 2]`` (re, im)."""
-        basis = _kernel_dft_basis(height, width, self.kernel_size, self.kernel.device)
-        spectrum = self.kernel.float().flatten(1) @ basis  # [C, H*Wr*2]
-        return spectrum.view(self.channels, height, -1, 2)
+        """Unnormalised DFT of the spatial kernel on an ``H x W`` grid: ``[C, H, Wr, 2]`` (re, im).
 
-    def _band_filter(self, energy: Tensor, height: int, width: int) -> Tensor:
-        """Content-adaptive band gains: band energies ``[B, C, 3]`` -> ``Σ_k g_k M_k [B, C, H, Wr]``."""
-        batch, channels = energy.shape[:2]
+        Without autograd (inference) the result is cached until the kernel changes (its
+        storage or version counter: optimiser steps and ``load_state_dict`` bump it).
+        """
+        kernel = self.kernel
+        key = None
+        if not torch.is_grad_enabled():
+            key = (height, width, kernel.device, kernel.dtype, kernel.data_ptr(), kernel._version)
+            cached = self._spectrum_cache.get(key)
+            if cached is not None:
+                return cached
+        basis = _kernel_dft_basis(height, width, self.kernel_size, kernel.device)
+        spectrum = (kernel.float().flatten(1) @ basis).view(self.channels, height, -1, 2)  # [C, H, Wr, 2]
+        if key is not None:
+            self._spectrum_cache.clear()  # one size at a time: a stale kernel is never kept
+            self._spectrum_cache[key] = spectrum
+        return spectrum
+
+    def _band_filter(self, energy: Tensor, height: int, width: int, flat: bool = False) -> Tensor:
+        """Content-adaptive band gains: band energies ``[B, C, 3]`` -> ``Σ_k g_k M_k [B, C, H, Wr]``
+        (``[B, C, H * Wr]`` when ``flat``)."""
+        # reshapes keep the batch dimension as -1: constant shapes in an exported graph
+        channels = self.channels
         masks, _ = band_masks(height, width, energy.device)  # [3, H*Wr]
-        gains = 2 * torch.sigmoid(self.gain_mlp(torch.log(energy + 1e-5).flatten(1)))  # [B, 3C] in (0, 2)
-        return (gains.view(batch, channels, _NUM_BANDS) @ masks).view(batch, channels, height, -1)
+        log_energy = torch.log(energy + 1e-5).reshape(-1, channels * _NUM_BANDS)
+        gains = 2 * torch.sigmoid(self.gain_mlp(log_energy))  # [B, 3C] in (0, 2)
+        bands = gains.reshape(-1, channels, _NUM_BANDS) @ masks  # [B, C, H*Wr]
+        return bands if flat else bands.reshape(-1, channels, height, half_spectrum_width(width))
 
     def _spectral(self, x: Tensor) -> Tensor:
         """``irfft2((Σ_k g_k M_k + K̂) ⊙ X̂)``: ``[B, C, H, W]`` -> same.
@@ -167,11 +201,13 @@ class FDFSP(nn.Module):
         """
         height, width = static_size(x.shape[-2:])
         kernel = self.kernel_spectrum(height, width)
+        if height * width <= (KRONECKER_MAX_PIXELS if self.use_matmul_dft else EAGER_KRONECKER_MAX_PIXELS):
+            return self._spectral_kron(x, kernel, height, width)
         if self.use_matmul_dft:
             kernel_re, kernel_im = kernel[..., 0], kernel[..., 1]
             re, im = rfft2_matmul(x)
             _, weights = band_masks(height, width, x.device)
-            energy = (re * re + im * im).flatten(2) @ weights.T  # [B, C, 3]
+            energy = (re * re + im * im).reshape(-1, self.channels, height * half_spectrum_width(width)) @ weights.T
             filter_re = self._band_filter(energy, height, width) + kernel_re
             out_re = re * filter_re - im * kernel_im
             out_im = im * filter_re + re * kernel_im
@@ -182,16 +218,26 @@ class FDFSP(nn.Module):
         spectral_filter = torch.view_as_complex(kernel) + self._band_filter(energy, height, width)
         return torch.fft.irfft2(spectrum * spectral_filter, s=(height, width), norm="ortho")
 
+    def _spectral_kron(self, x: Tensor, kernel: Tensor, height: int, width: int) -> Tensor:
+        """``_spectral`` of a small map with the one-matrix DFT (``dft_kron_matrices``): the
+        spectrum is carried as ``[re | im]`` flattened, ``[B, C, 2 * H * Wr]``."""
+        forward, inverse = dft_kron_matrices(height, width, x.device, x.dtype)
+        n = forward.shape[1] // 2
+        spectrum = x.reshape(-1, self.channels, height * width) @ forward  # [B, C, 2n]
+        energy = spectrum.square() @ _concat_weights(height, width, x.device)  # [B, C, 3]
+        filter_re = self._band_filter(energy, height, width, flat=True) + kernel[..., 0].flatten(1)
+        kernel_im = kernel[..., 1].flatten(1)  # [C, n]
+        re, im = spectrum[..., :n], spectrum[..., n:]
+        filtered = torch.cat([re * filter_re - im * kernel_im, im * filter_re + re * kernel_im], dim=-1)
+        return (filtered @ inverse).reshape(-1, self.channels, height, width)
+
     def _recovery(self, stage_input: Tensor, out_size: torch.Size) -> Tensor:
         """High band of the stage input, folded onto the output grid: -> ``[B, C, H, W]``."""
         height, width = static_size(stage_input.shape[-2:])
-        mask = _highpass_mask(height, width, stage_input.device)  # [H', W'r]
-        if self.use_matmul_dft:
-            re, im = rfft2_matmul(stage_input)
-            high = irfft2_matmul(re * mask, im * mask, (height, width))
-        else:
-            spectrum = torch.fft.rfft2(stage_input, norm="ortho")
-            high = torch.fft.irfft2(spectrum * mask, s=(height, width), norm="ortho")
+        # Frequencies with |f| > 1/4 cycle per input pixel on either axis (what the stride-2
+        # output grid cannot represent) = everything but a separable low-pass band.
+        low_h, low_w = lowpass_matrices(height, width, _RECOVERY_CUTOFF, stage_input.device, stage_input.dtype)
+        high = stage_input - low_h @ stage_input @ low_w
         if height % 2 or width % 2:
             high = F.pad(high, (0, width % 2, 0, height % 2))
         if ((height + 1) // 2, (width + 1) // 2) != static_size(out_size):

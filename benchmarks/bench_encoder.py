@@ -1,0 +1,245 @@
+"""Encoder throughput: one FG-MD branch vs bare torchvision MobileNetV2, PyTorch eager vs onnxruntime.
+
+Both models take 3-band ``S x S`` images (default 224). FG-MD is one ``ModalityEncoder``
+(trunk + FDFSP + ADF + gated pool + hash head; codes only, as ``encode``); MobileNetV2 is
+``torchvision.models.mobilenet_v2()`` with its 1000-way classifier. Under onnxruntime both are
+exported the same way as ``fgmd export`` does (TorchScript exporter, ``dynamo=False``, opset
+17, dynamic batch, FDFSP on its matmul DFT) and run on the CPU execution provider.
+
+Realistic weights: neither model has trained weights here, and randomly initialised
+BatchNorm statistics make activations drift into denormal floats, which slow PyTorch several
+fold. So both models' BatchNorm statistics are **calibrated** on data: the generated demo
+images (``fgmd.data.synthetic.generate_demo_dataset``, MS chips) upsampled to ``S``, ImageNet-
+normalised, run through each model in train mode (cumulative averages) before switching to
+eval. ``--flush-denormal`` additionally sets ``torch.set_flush_denormal(True)`` (off by default).
+
+Measurement: for each thread count and batch size, rounds alternate the four runs
+(FG-MD eager, MobileNetV2 eager, FG-MD ORT, MobileNetV2 ORT; the order reversed every other
+round, ABBA), each run timing enough iterations to last ``--min-time`` seconds after one
+warm-up call. Reported: median images/s over rounds, and the FG-MD/MobileNetV2 ratio as the
+median of the per-round ratios (paired, so load changes on a shared machine cancel out).
+Threads: ``torch.set_num_threads`` and ORT ``intra_op_num_threads``.
+
+Goals (2-core CPU): FG-MD >= 0.85x MobileNetV2 in each runtime; FG-MD batch 1 under
+onnxruntime >= 250 images/s.
+
+Example::
+
+    python benchmarks/bench_encoder.py --threads 2,1 --batches 1,32 --rounds 5 --out encoder.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from _common import markdown_table, run_meta, write_json
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def build_models(image_size: int, bits: int, width: float):
+    from torchvision.models import mobilenet_v2
+
+    from fgmd.config import load_config
+    from fgmd.export.onnx import CodesOnly
+    from fgmd.models import model_from_config
+
+    config = load_config(None, [f"model.bits={bits}", f"model.width_mult={width}", f"data.image_size={image_size}"])
+    fgmd_branch = CodesOnly(model_from_config(config).encoders[config.data.modalities[0]])
+    torch.manual_seed(0)
+    mobilenet = mobilenet_v2(weights=None, width_mult=width)
+    return {"FG-MD": fgmd_branch, "MobileNetV2": mobilenet}
+
+
+def calibration_images(image_size: int, count: int, workdir: Path) -> torch.Tensor:
+    from fgmd.data.io import read_image
+    from fgmd.data.synthetic import generate_demo_dataset
+    from fgmd.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    root = generate_demo_dataset(workdir / "demo", n_per_class=max(1, -(-count // 6)), seed=0)
+    paths = sorted((root / "images" / "ms").glob("*.png"))[:count]
+    images = torch.stack([read_image(p) for p in paths])
+    images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> None:
+    """BatchNorm running statistics = cumulative averages over ``images`` (train-mode passes)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        if len(batch) > 1:
+            model(batch)
+    model.eval()
+
+
+def export(model: nn.Module, path: Path, image_size: int) -> Path:
+    from fgmd.export.onnx import CodesOnly, export_encoder
+
+    if isinstance(model, CodesOnly):
+        return export_encoder(model.encoder, path, image_size)
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.randn(2, 3, image_size, image_size),),
+            str(path),
+            dynamo=False,
+            input_names=["image"],
+            output_names=["codes"],
+            dynamic_axes={"image": {0: "batch"}, "codes": {0: "batch"}},
+            opset_version=17,
+        )
+    return path
+
+
+def session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def timed(run, batch: int, min_time: float) -> float:
+    """Images per second of ``run()`` (one warm-up call, then enough calls for ``min_time`` s)."""
+    run()
+    calls, start = 0, time.perf_counter()
+    while True:
+        run()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return calls * batch / elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batches", default="1,32", help="comma-separated batch sizes")
+    parser.add_argument("--threads", default="2,1", help="comma-separated thread counts (torch and onnxruntime)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per timed run")
+    parser.add_argument("--bits", type=int, default=64)
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of both models")
+    parser.add_argument("--calibration-images", type=int, default=48)
+    parser.add_argument("--flush-denormal", action="store_true", help="also torch.set_flush_denormal(True)")
+    parser.add_argument("--no-onnx", action="store_true", help="PyTorch eager only")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    batches = [int(b) for b in args.batches.split(",")]
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
+    meta = run_meta(
+        image_size=args.image_size,
+        bits=args.bits,
+        width=args.width,
+        realistic_weights=f"BatchNorm calibrated on {args.calibration_images} demo MS images upsampled to "
+        f"{args.image_size} (both models)" + ("; flush_denormal on" if args.flush_denormal else "; flush_denormal off"),
+    )
+    print(meta, flush=True)
+
+    models = build_models(args.image_size, args.bits, args.width)
+    with tempfile.TemporaryDirectory() as workdir:
+        workdir = Path(workdir)
+        images = calibration_images(args.image_size, args.calibration_images, workdir)
+        for model in models.values():
+            calibrate(model, images)
+        sessions_paths = {}
+        if not args.no_onnx:
+            for name, model in models.items():
+                sessions_paths[name] = export(model, workdir / f"{name}.onnx", args.image_size)
+            probe = images[:4]
+            with torch.no_grad():
+                expected = models["FG-MD"](probe).numpy()
+            got = session(sessions_paths["FG-MD"], 1).run(None, {"image": probe.numpy()})[0]
+            meta["fgmd_onnx_max_abs_diff"] = float(np.abs(got - expected).max())
+            meta["fgmd_onnx_bit_flips"] = int(((got >= 0) != (expected >= 0)).sum())
+
+        results = []
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            sessions = {name: session(path, threads) for name, path in sessions_paths.items()}
+            for batch in batches:
+                x = images[:batch] if batch <= len(images) else images[torch.arange(batch) % len(images)]
+                x = x.contiguous()
+                x_np = x.numpy()
+                runs = {}
+                for name, model in models.items():
+                    runs[(name, "PyTorch eager")] = lambda model=model: model(x)
+                for name, sess in sessions.items():
+                    runs[(name, "onnxruntime")] = lambda sess=sess: sess.run(None, {"image": x_np})
+                speeds = {key: [] for key in runs}
+                keys = list(runs)
+                with torch.no_grad():
+                    for round_ in range(args.rounds):
+                        for key in keys if round_ % 2 == 0 else keys[::-1]:
+                            speeds[key].append(timed(runs[key], batch, args.min_time))
+                for runtime in ("PyTorch eager", "onnxruntime"):
+                    if ("FG-MD", runtime) not in speeds:
+                        continue
+                    fg, mb = speeds[("FG-MD", runtime)], speeds[("MobileNetV2", runtime)]
+                    ratio = statistics.median(a / b for a, b in zip(fg, mb))
+                    record = {
+                        "threads": threads,
+                        "batch": batch,
+                        "runtime": runtime,
+                        "fgmd_images_per_s": statistics.median(fg),
+                        "mobilenetv2_images_per_s": statistics.median(mb),
+                        "ratio_median_paired": ratio,
+                        "fgmd_rounds": fg,
+                        "mobilenetv2_rounds": mb,
+                    }
+                    results.append(record)
+                    print(
+                        f"threads={threads} batch={batch} {runtime:14s} FG-MD {record['fgmd_images_per_s']:7.1f} "
+                        f"MobileNetV2 {record['mobilenetv2_images_per_s']:7.1f} img/s  ratio {ratio:.3f}",
+                        flush=True,
+                    )
+
+    rows = []
+    for r in results:
+        goals = ["ratio >= 0.85: " + ("yes" if r["ratio_median_paired"] >= 0.85 else "no")]
+        if r["runtime"] == "onnxruntime" and r["batch"] == 1:
+            goals.append(">= 250 img/s: " + ("yes" if r["fgmd_images_per_s"] >= 250 else "no"))
+        rows.append(
+            [
+                r["threads"],
+                r["batch"],
+                r["runtime"],
+                f"{r['fgmd_images_per_s']:.1f}",
+                f"{r['mobilenetv2_images_per_s']:.1f}",
+                f"{r['ratio_median_paired']:.3f}",
+                "; ".join(goals),
+            ]
+        )
+    table = markdown_table(
+        ["threads", "batch", "runtime", "FG-MD branch (img/s)", "MobileNetV2 (img/s)", "FG-MD / MobileNetV2", "goal"],
+        rows,
+    )
+    print()
+    print(table)
+    write_json(args.out, meta, results, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""``fgmd export``: ONNX files of the encoders (one per branch), optionally checked against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "export"
+HELP = "export the encoders to ONNX (one file per branch + JSON sidecar); --check compares with PyTorch"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a run")
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default onnx)")
+    parser.add_argument("--out", required=True, help="folder for <modality>.onnx and <modality>.json")
+    parser.add_argument("--image-size", type=int, help="input side in pixels (default: the checkpoint's data.image_size)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--modality", action="append", help="export only this branch (repeatable; default all)")
+    check = parser.add_argument_group("parity check (onnxruntime vs PyTorch on real images)")
+    check.add_argument("--check", action="store_true",
+                       help="after exporting, compare on the checkpoint's query/database splits (or --check-folder)")
+    check.add_argument("--check-folder", help="compare on this folder of images instead (implies --check)")
+    check.add_argument("--check-modality", help="modality of the --check-folder images")
+    check.add_argument("--recursive", action="store_true", help="with --check-folder: include subfolders")
+    check.add_argument("--check-limit", type=int, help="use at most this many images per set")
+    check.add_argument("--budget", type=float, default=0.001,
+                       help="largest acceptable fraction of flipped bits (default 0.001 = 0.1%%); above it exit 1")
+    check.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import importlib.util
+    import sys
+
+    needed = ["onnx"] + (["onnxruntime"] if args.check or args.check_folder else [])
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"fgmd export: error: needs {' and '.join(missing)}: pip install fgmd[onnx]", file=sys.stderr)
+        return 2
+    from fgmd.export.onnx import export_checkpoint
+
+    branches = export_checkpoint(
+        args.checkpoint, args.out, image_size=args.image_size, opset=args.opset, modalities=args.modality, fmt=args.format
+    )
+    for branch in branches:
+        print(f"wrote {branch.onnx} and {branch.sidecar.name} ({branch.image_size}x{branch.image_size}, dynamic batch)")
+    if not (args.check or args.check_folder):
+        return 0
+    from fgmd.export.parity import check_onnx, parity_table
+
+    report = check_onnx(
+        args.checkpoint,
+        args.out,
+        folder=args.check_folder,
+        folder_modality=args.check_modality,
+        recursive=args.recursive,
+        limit=args.check_limit,
+        budget=args.budget,
+        threads=args.threads,
+        out=Path(args.out) / "parity.json",
+    )
+    print()
+    print(parity_table(report))
+    print(f"\nimages: {report.data}")
+    verdict = "PASS" if report.passed else "FAIL"
+    print(f"{verdict}: bit flip rate {'within' if report.passed else 'above'} the budget of {100 * report.budget:.3g}% "
+          f"(report in {Path(args.out) / 'parity.json'})")
+    return 0 if report.passed else 1

@@ -1,0 +1,104 @@
+"""``fgmd search``: query an index with images of the other modality."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from fgmd.cli.common import add_overrides
+
+NAME = "search"
+HELP = "search an index (made by `fgmd index`) with query images of the other modality"
+FORMATS = ("table", "json", "csv")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True, help="index file made by `fgmd index`")
+    parser.add_argument("--checkpoint", required=True, help="the checkpoint whose other branch made the index")
+    parser.add_argument("--modality", required=True, help="modality of the query images")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="query image files")
+    parser.add_argument("--split", help="query with this split of the checkpoint's dataset instead, e.g. query")
+    howmany = parser.add_mutually_exclusive_group()
+    howmany.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
+    howmany.add_argument("--radius", type=int, help="every item within this Hamming distance instead of top-k")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    parser.add_argument("--out", help="write the results to this file instead of stdout")
+    parser.add_argument("--backend", choices=("auto", "numpy", "faiss", "mih"), default="auto",
+                        help="search backend; all are exact and give identical results (default auto)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="device for encoding the queries (default cpu)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. --set data.root=/data/elsewhere (repeatable)")
+
+
+def rows(results) -> list[tuple[str, int, str, int]]:
+    return [
+        (result.query, rank, hit_id, int(distance))
+        for result in results
+        for rank, (hit_id, distance) in enumerate(zip(result.ids, result.distances), start=1)
+    ]
+
+
+def render(results, fmt: str, meta: dict) -> str:
+    if fmt == "json":
+        queries = [
+            {
+                "query": r.query,
+                "results": [
+                    {"rank": rank, "id": hit_id, "distance": int(d), "position": int(p)}
+                    for rank, (hit_id, d, p) in enumerate(zip(r.ids, r.distances, r.positions), start=1)
+                ],
+            }
+            for r in results
+        ]
+        return json.dumps({**meta, "queries": queries}, indent=1, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["query", "rank", "id", "distance"])
+        writer.writerows(rows(results))
+        return buffer.getvalue()
+    from fgmd.cli.tables import render_table
+
+    return render_table(["query", "rank", "id", "distance"], rows(results)) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from fgmd.retrieval import Index
+    from fgmd.retrieval.encode_archive import ArchiveError
+    from fgmd.retrieval.image_search import search_images
+
+    if bool(args.images) == bool(args.split):
+        raise ArchiveError("give query IMAGE files or --split, not both")
+    index = Index.load(args.index)
+    results = search_images(
+        index,
+        args.checkpoint,
+        args.images or None,
+        args.modality,
+        split=args.split,
+        k=args.k,
+        radius=args.radius,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        device=args.device,
+        overrides=args.overrides,
+    )
+    meta = {
+        "index": str(args.index),
+        "index_modality": index.modality,
+        "query_modality": args.modality,
+        "items": len(index),
+        **({"radius": args.radius} if args.radius is not None else {"k": args.k}),
+    }
+    text = render(results, args.format, meta)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{len(results)} queries, {sum(len(r.ids) for r in results)} results written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0

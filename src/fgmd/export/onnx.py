@@ -1,0 +1,188 @@
+"""ONNX export of the FG-MD encoders: one file per branch, plus a JSON sidecar for edge apps.
+
+``export_checkpoint(checkpoint, out_dir)`` writes, for each modality ``m`` of the model:
+
+* ``<m>.onnx`` — input ``image`` ``[batch, C, S, S]`` float32 (normalised as in the sidecar),
+  output ``codes`` ``[batch, K]`` float32 in (-1, 1); the batch dimension is dynamic, the
+  spatial size ``S`` is fixed (FDFSP's DFT matrices are constants of the graph).
+* ``<m>.json`` — what an app needs to preprocess and binarise: image size, resize, band
+  count, per-band mean/std, the bit rule, and the encoder identity (weights sha256), so the
+  app can check an index was made by the same checkpoint.
+
+How it is exported
+    FDFSP is switched to its matmul DFT (``FDFSP.use_matmul_dft``, real ``MatMul``/``Mul``/
+    ``Add`` only; ``torch.fft`` does not export reliably, DESIGN.md §5) for the export and
+    switched back afterwards. The TorchScript-based exporter is used (``dynamo=False``,
+    passed explicitly): it exports FDFSP and ADF in about a second and the result runs in
+    onnxruntime. The dynamo exporter also produces a working graph but takes ~30x longer,
+    and tracing with fake tensors leaves fake tensors in FDFSP's cached DFT matrices. The
+    example batch has 2 images, so the batch dimension is not specialised to 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fgmd.config import Config
+from fgmd.data.transforms import normalisation
+from fgmd.models.fdfsp import FDFSP
+from fgmd.retrieval.identity import weights_sha256
+
+__all__ = ["EXPORT_FORMATS", "ExportedBranch", "export_checkpoint", "export_encoder", "matmul_dft", "sidecar"]
+
+EXPORT_FORMATS = ("onnx",)
+INPUT_NAME = "image"
+OUTPUT_NAME = "codes"
+DEFAULT_OPSET = 17
+
+
+class CodesOnly(nn.Module):
+    """``image [B, C, S, S] -> codes [B, K]``: an encoder without its level maps."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.encoder.encode(image)
+
+
+@contextmanager
+def matmul_dft(module: nn.Module) -> Iterator[None]:
+    """Switch every FDFSP in ``module`` to the exportable matmul DFT; restore on exit."""
+    blocks = [m for m in module.modules() if isinstance(m, FDFSP)]
+    previous = [block.use_matmul_dft for block in blocks]
+    for block in blocks:
+        block.use_matmul_dft = True
+    try:
+        yield
+    finally:
+        for block, value in zip(blocks, previous):
+            block.use_matmul_dft = value
+
+
+def export_encoder(
+    encoder: nn.Module, path: str | os.PathLike, image_size: int, opset: int = DEFAULT_OPSET, example_batch: int = 2
+) -> Path:
+    """Export one ``ModalityEncoder`` (codes only) to ``path`` (see the module docs)."""
+    if example_batch < 2:
+        raise ValueError("the example batch must have at least 2 images, or the batch size is fixed to 1")
+    path = Path(path)
+    wrapper = CodesOnly(encoder).eval()
+    example = torch.randn(example_batch, encoder.in_channels, image_size, image_size)
+    with matmul_dft(encoder), torch.no_grad(), warnings.catch_warnings():
+        # harmless: ADF's shifted slices are not constant-folded
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded")
+        # intended: the band count check and the spatial sizes (DFT matrices) are constants
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # the TorchScript exporter is chosen on purpose (module docs); its deprecation notices are noise here
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    try:
+        import onnx
+    except ImportError:  # the export itself does not need it; the check is a bonus
+        return path
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def sidecar(config: Config, modality: str, encoder: nn.Module, image_size: int, resize: int, opset: int) -> dict[str, Any]:
+    """The JSON description written beside ``<modality>.onnx``."""
+    mean, std = normalisation(config.data.modality_config(modality))
+    channels = encoder.in_channels
+    return {
+        "format": "fgmd-onnx-encoder",
+        "format_version": 1,
+        "modality": modality,
+        "bits": encoder.bits,
+        "input": {"name": INPUT_NAME, "shape": ["batch", channels, image_size, image_size], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", encoder.bits], "dtype": "float32", "range": [-1, 1]},
+        "preprocessing": {
+            "channels": channels,
+            "scale": "uint8 / 255, uint16 / 65535, float as stored",
+            "resize": [resize, resize],
+            "resize_mode": "bilinear with antialiasing, to a square (aspect ratio not kept)",
+            "center_crop": [image_size, image_size],
+            "mean": [float(v) for v in mean],
+            "std": [float(v) for v in std],
+            "normalize": "(x - mean[c]) / std[c] per band",
+        },
+        "binarization": "bit i = 1 where codes[i] >= 0; packed 8 bits per byte, bit 0 = most significant (np.packbits)",
+        "encoder": {"weights_sha256": weights_sha256(encoder), "modality": modality, "bits": encoder.bits},
+        "opset": opset,
+        "exporter": f"torch.onnx.export(dynamo=False), torch {torch.__version__}",
+    }
+
+
+@dataclass
+class ExportedBranch:
+    """One exported branch: its modality, the ONNX file and the JSON sidecar."""
+
+    modality: str
+    onnx: Path
+    sidecar: Path
+    image_size: int
+    resize: int
+
+
+def export_resize(config: Config, image_size: int) -> int:
+    """The resize side matching ``image_size`` (the trained resize/crop ratio is kept)."""
+    data = config.data
+    if image_size == data.image_size:
+        return data.resize
+    return max(image_size, round(image_size * data.resize / data.image_size))
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    modalities: Sequence[str] | None = None,
+    fmt: str = "onnx",
+) -> list[ExportedBranch]:
+    """Export each branch of ``checkpoint`` to ``out_dir/<modality>.onnx`` (+ ``.json``).
+
+    ``image_size`` defaults to the checkpoint's ``data.image_size``.
+    """
+    from fgmd.api import load_model
+
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {EXPORT_FORMATS}")
+    model, config = load_model(checkpoint)
+    size = image_size or config.data.image_size
+    resize = export_resize(config, size)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    exported = []
+    for modality in modalities or model.modalities:
+        if modality not in model.modalities:
+            raise ValueError(f"the model has modalities {list(model.modalities)}, not {modality!r}")
+        encoder = model.encoders[modality]
+        onnx_path = export_encoder(encoder, out / f"{modality}.onnx", size, opset)
+        meta_path = out / f"{modality}.json"
+        meta_path.write_text(json.dumps(sidecar(config, modality, encoder, size, resize, opset), indent=1) + "\n")
+        exported.append(ExportedBranch(modality, onnx_path, meta_path, size, resize))
+    return exported

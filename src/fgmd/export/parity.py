@@ -1,0 +1,207 @@
+"""Parity of exported ONNX encoders with PyTorch, on real images.
+
+For each exported branch, the same preprocessed images go through the PyTorch model (eager,
+``torch.fft`` FDFSP: the model as trained) and through onnxruntime. Reported:
+
+* ``max_abs_diff`` — largest absolute difference of the real-valued codes;
+* ``flip_rate`` — fraction of hash bits (sign, 0 -> +1) that differ; the check fails when it
+  exceeds ``budget`` (default 0.1% of the bits) for any branch;
+* top-k overlap — for each ranking direction, the mean over queries of
+  ``|top-k(PyTorch codes) ∩ top-k(ONNX codes)| / k``, both rankings exact Hamming top-k with
+  ties broken by database position. With a dataset: queries = the query split of one
+  modality, database = the database split of the other (both directions). With a folder:
+  the folder's images rank the folder (one branch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from fgmd.api import load_model
+from fgmd.data.transforms import ModalityTransform
+from fgmd.retrieval.encode_archive import ArchiveSource, SourceImages, collate_images, folder_source, split_source
+from fgmd.retrieval.packing import pack_codes
+from fgmd.retrieval.search import search_topk
+
+from .onnx import INPUT_NAME
+
+__all__ = ["BranchParity", "ParityReport", "check_onnx"]
+
+DEFAULT_BUDGET = 1e-3
+
+
+@dataclass
+class BranchParity:
+    modality: str
+    images: int
+    bits_compared: int
+    bits_flipped: int
+    flip_rate: float
+    max_abs_diff: float
+    images_with_flips: int
+
+
+@dataclass
+class ParityReport:
+    budget: float
+    branches: dict[str, BranchParity] = field(default_factory=dict)
+    topk_overlap: dict[str, float] = field(default_factory=dict)  # direction -> mean overlap
+    k: int = 10
+    data: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(b.flip_rate <= self.budget for b in self.branches.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "budget": self.budget,
+            "k": self.k,
+            "data": self.data,
+            "branches": {m: asdict(b) for m, b in self.branches.items()},
+            "topk_overlap": self.topk_overlap,
+        }
+
+
+def _session(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def _encode_both(encoder, session, transform, source: ArchiveSource, batch_size: int, num_workers: int):
+    """Real-valued codes ``[N, K]`` of every image of ``source`` from PyTorch and from ONNX."""
+    loader = DataLoader(
+        SourceImages(source, transform, range(len(source))),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_images,
+    )
+    torch_codes, onnx_codes = [], []
+    for batch in loader:
+        if batch["errors"]:
+            from fgmd.data.io import ImageReadError
+
+            _, path, reason = batch["errors"][0]
+            raise ImageReadError(path, reason)
+        images = batch["images"]
+        torch_codes.append(encoder.encode(images).float().numpy())
+        onnx_codes.append(session.run(None, {INPUT_NAME: images.numpy()})[0])
+    return np.concatenate(torch_codes), np.concatenate(onnx_codes)
+
+
+def _topk_overlap(query_a, db_a, query_b, db_b, k: int) -> float:
+    """Mean ``|top-k(a) ∩ top-k(b)| / k'`` over queries (``a``: PyTorch codes, ``b``: ONNX codes)."""
+    top_a = search_topk(pack_codes(query_a), pack_codes(db_a), k, "numpy").indices
+    top_b = search_topk(pack_codes(query_b), pack_codes(db_b), k, "numpy").indices
+    width = top_a.shape[1]
+    return float(np.mean([len(set(a) & set(b)) / width for a, b in zip(top_a, top_b)]))
+
+
+def check_onnx(
+    checkpoint: str | os.PathLike,
+    onnx_dir: str | os.PathLike,
+    *,
+    folder: str | os.PathLike | None = None,
+    folder_modality: str | None = None,
+    recursive: bool = False,
+    limit: int | None = None,
+    k: int = 10,
+    budget: float = DEFAULT_BUDGET,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    threads: int | None = None,
+    out: str | os.PathLike | None = None,
+) -> ParityReport:
+    """Compare ``onnx_dir/<modality>.onnx`` with the checkpoint's PyTorch encoders (module docs).
+
+    Images: the checkpoint config's query and database splits (every exported branch), or
+    ``folder`` for the branch ``folder_modality``. ``limit`` keeps the first N images of each
+    set. The report is also written as JSON to ``out`` when given.
+    """
+    model, config = load_model(checkpoint)
+    onnx_dir = Path(onnx_dir)
+    exported = [m for m in model.modalities if (onnx_dir / f"{m}.onnx").is_file()]
+    if folder is not None:
+        if folder_modality not in model.modalities:
+            raise ValueError(f"give the modality of the folder's images, one of {list(model.modalities)}")
+        exported = [folder_modality] if folder_modality in exported else []
+    if not exported:
+        raise FileNotFoundError(f"no <modality>.onnx for {list(model.modalities)} in {onnx_dir}")
+
+    def cap(source: ArchiveSource) -> ArchiveSource:
+        return source.subset(range(min(limit, len(source)))) if limit else source
+
+    report = ParityReport(budget=budget, k=k)
+    codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    for modality in exported:
+        meta = json.loads((onnx_dir / f"{modality}.json").read_text())
+        size, resize = meta["input"]["shape"][2], meta["preprocessing"]["resize"][0]
+        transform = ModalityTransform(config.data.modality_config(modality), size, resize, train=False)
+        session = _session(onnx_dir / f"{modality}.onnx", threads)
+        if folder is not None:
+            sets = {"folder": cap(folder_source(folder, recursive))}
+            report.data = f"folder {folder}"
+        else:
+            data = config.data
+            sets = {name: cap(split_source(config, name, modality)) for name in dict.fromkeys((data.query_split, data.database_split))}
+            report.data = f"splits {data.query_split!r} (queries) and {data.database_split!r} (database) of {data.root}"
+        pt_all, onnx_all = [], []
+        for name, source in sets.items():
+            pair = _encode_both(model.encoders[modality], session, transform, source, batch_size, num_workers)
+            codes[(modality, name)] = pair
+            pt_all.append(pair[0])
+            onnx_all.append(pair[1])
+        pt, ox = np.concatenate(pt_all), np.concatenate(onnx_all)
+        flips = (pt >= 0) != (ox >= 0)
+        report.branches[modality] = BranchParity(
+            modality,
+            len(pt),
+            int(flips.size),
+            int(flips.sum()),
+            float(flips.mean()),
+            float(np.abs(pt - ox).max()),
+            int(flips.any(axis=1).sum()),
+        )
+    if folder is not None:
+        pt, ox = codes[(folder_modality, "folder")]
+        report.topk_overlap[f"{folder_modality}->{folder_modality}"] = _topk_overlap(pt, pt, ox, ox, k)
+    elif len(exported) == 2:
+        query, database = config.data.query_split, config.data.database_split
+        for a, b in (exported, exported[::-1]):
+            qa, qo = codes[(a, query)]
+            da, do = codes[(b, database)]
+            report.topk_overlap[f"{a}->{b}"] = _topk_overlap(qa, da, qo, do, k)
+    if out is not None:
+        Path(out).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    return report
+
+
+def parity_table(report: ParityReport) -> str:
+    """The report as two markdown tables."""
+    from fgmd.cli.tables import render_table
+
+    branches = render_table(
+        ["branch", "images", "bits compared", "bits flipped", "flip rate", "max |Δcode|"],
+        [
+            [b.modality, b.images, b.bits_compared, b.bits_flipped, f"{100 * b.flip_rate:.4f}%", f"{b.max_abs_diff:.2e}"]
+            for b in report.branches.values()
+        ],
+    )
+    overlap = render_table(
+        ["ranking", f"top-{report.k} overlap (PyTorch vs ONNX)"],
+        [[direction, f"{value:.4f}"] for direction, value in report.topk_overlap.items()],
+    )
+    return branches + "\n\n" + overlap

@@ -1,0 +1,79 @@
+"""`fgmd export --format onnx`: one file per branch, dynamic batch, parity with PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deploy_fixtures import run_cli, tiny_checkpoint  # noqa: F401 (fixture)
+from fgmd.api import load_model
+from fgmd.models.fdfsp import FDFSP
+
+ort = pytest.importorskip("onnxruntime", reason="ONNX export tests need onnxruntime (pip install fgmd[onnx])")
+onnx = pytest.importorskip("onnx", reason="ONNX export tests need onnx (pip install fgmd[onnx])")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    from fgmd.cli.main import main
+
+    code = main(["export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx", "--out", str(out), "--check"])
+    return out, code
+
+
+def test_export_writes_one_checked_file_per_branch(exported, tiny_checkpoint):
+    out, code = exported
+    assert code == 0
+    for modality, bands in (("ms", 3), ("pan", 1)):
+        model = onnx.load(str(out / f"{modality}.onnx"))
+        onnx.checker.check_model(model)
+        (image,), (codes,) = model.graph.input, model.graph.output
+        assert image.name == "image" and codes.name == "codes"
+        dims = [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim]
+        assert dims == ["batch", bands, 32, 32]
+        assert not any(node.op_type in ("DFT", "STFT") for node in model.graph.node)  # matmul DFT path
+        meta = json.loads((out / f"{modality}.json").read_text())
+        assert meta["bits"] == 16 and meta["modality"] == modality and meta["preprocessing"]["center_crop"] == [32, 32]
+        assert meta["preprocessing"]["resize"] == [36, 36] and len(meta["preprocessing"]["mean"]) == bands
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["passed"] and set(parity["branches"]) == {"ms", "pan"}
+    for branch in parity["branches"].values():
+        assert branch["flip_rate"] <= 0.001 and branch["max_abs_diff"] < 1e-4 and branch["images"] == 48
+    assert set(parity["topk_overlap"]) == {"ms->pan", "pan->ms"}
+    model, config = load_model(tiny_checkpoint)
+    from fgmd.data.datasets import build_dataset
+    from fgmd.data.transforms import build_transforms
+    images = build_dataset(config.data, "query").images("ms", build_transforms(config.data, train=False)["ms"])
+    with torch.no_grad():
+        codes = model.encode(torch.stack([images[i]["image"] for i in range(len(images))]), "ms")
+    assert (codes >= 0).unique(dim=0).shape[0] > len(images) // 2  # a meaningful comparison: codes vary
+    assert all(v >= 0.9 for v in parity["topk_overlap"].values())
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnx_runs_with_any_batch_size_and_matches_pytorch(exported, tiny_checkpoint, batch):
+    out, _ = exported
+    model, _ = load_model(tiny_checkpoint)
+    assert not any(m.use_matmul_dft for m in model.modules() if isinstance(m, FDFSP))  # switched back after export
+    for modality, bands in (("ms", 3), ("pan", 1)):
+        session = ort.InferenceSession(str(out / f"{modality}.onnx"), providers=["CPUExecutionProvider"])
+        images = torch.randn(batch, bands, 32, 32, generator=torch.Generator().manual_seed(batch))
+        (codes,) = session.run(None, {"image": images.numpy()})
+        with torch.no_grad():
+            expected = model.encode(images, modality).numpy()
+        assert codes.shape == (batch, 16)
+        np.testing.assert_allclose(codes, expected, atol=1e-4, rtol=0)
+        assert ((codes >= 0) != (expected >= 0)).mean() <= 0.001
+
+
+def test_parity_check_fails_with_a_nonzero_exit_above_the_budget(exported, tiny_checkpoint, tiny_dataset, capsys):
+    out, _ = exported
+    # a negative budget cannot be met: the check must report FAIL and exit 1
+    code, stdout, _ = run_cli(capsys, "export", "--checkpoint", tiny_checkpoint, "--out", out, "--modality", "pan",
+                              "--check-folder", tiny_dataset / "images" / "pan", "--check-modality", "pan",
+                              "--check-limit", "8", "--budget", "-1")
+    assert code == 1 and "FAIL" in stdout and "pan->pan" in stdout

@@ -1,0 +1,99 @@
+"""`fgmd search` / `fgmd.search_images`: output formats, exact results, refusing mismatched indexes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+import fgmd
+from deploy_fixtures import other_checkpoint, run_cli, tiny_checkpoint  # noqa: F401 (fixtures)
+from fgmd.data.datasets import build_dataset
+from fgmd.retrieval import hamming_distances, pack_codes
+from fgmd.retrieval.encode_archive import build_index
+from fgmd.retrieval.image_search import IndexMismatchError
+
+
+@pytest.fixture(scope="module")
+def pan_index(tiny_checkpoint):
+    path = tiny_checkpoint.parent / "db.fgidx"
+    build_index(tiny_checkpoint, "pan", path, split="database", num_workers=0, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ms_queries(tiny_checkpoint):
+    model, config = fgmd.load_model(tiny_checkpoint)
+    records = build_dataset(config.data, "query").images("ms").records
+    return [str(r.paths["ms"]) for r in records[:3]]
+
+
+def test_search_formats(tiny_checkpoint, pan_index, ms_queries, tmp_path, capsys):
+    base = ["search", "--index", pan_index, "--checkpoint", tiny_checkpoint, "--modality", "ms", *ms_queries, "-k", "4"]
+    code, table, stderr = run_cli(capsys, *base)
+    assert code == 0, stderr
+    lines = table.splitlines()
+    assert [cell.strip() for cell in lines[0].split("|")[1:-1]] == ["query", "rank", "id", "distance"]
+    assert len(lines) == 2 + 3 * 4
+
+    code, text, _ = run_cli(capsys, *base, "--format", "json")
+    result = json.loads(text)
+    assert result["index_modality"] == "pan" and result["query_modality"] == "ms" and result["k"] == 4
+    assert [q["query"] for q in result["queries"]] == ms_queries
+    assert all([r["rank"] for r in q["results"]] == [1, 2, 3, 4] for q in result["queries"])
+
+    code, _, _ = run_cli(capsys, *base, "--format", "csv", "--out", tmp_path / "hits.csv")
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "hits.csv").read_text())))
+    assert code == 0 and len(rows) == 12 and set(rows[0]) == {"query", "rank", "id", "distance"}
+
+    # the hits are the exact Hamming top-k (ties by index position) of the query codes
+    index = fgmd.Index.load(pan_index)
+    model, config = fgmd.load_model(tiny_checkpoint)
+    query_codes = pack_codes(fgmd.encode_files(model, config, ms_queries, "ms"))
+    distances = hamming_distances(query_codes, index.codes)
+    for q, query in enumerate(result["queries"]):
+        order = np.lexsort((np.arange(len(index)), distances[q]))[:4]
+        assert [r["id"] for r in query["results"]] == index.ids[order]
+        assert [r["distance"] for r in query["results"]] == distances[q, order].tolist()
+
+    # radius search returns every item within the radius
+    radius = int(np.sort(distances[0])[5])
+    code, text, _ = run_cli(capsys, *base[:-2], "--radius", radius, "--format", "json", "--backend", "mih")
+    first = json.loads(text)["queries"][0]["results"]
+    assert code == 0 and len(first) == int((distances[0] <= radius).sum())
+    assert all(r["distance"] <= radius for r in first)
+
+
+def test_search_a_split_and_the_python_api(tiny_checkpoint, pan_index, ms_queries, capsys):
+    code, text, stderr = run_cli(capsys, "search", "--index", pan_index, "--checkpoint", tiny_checkpoint,
+                                 "--modality", "ms", "--split", "query", "-k", "2", "--format", "json")
+    assert code == 0, stderr
+    queries = json.loads(text)["queries"]
+    assert len(queries) == 12 and queries[0]["query"] == "tanks_3"
+
+    results = fgmd.search_images(fgmd.Index.load(pan_index), fgmd.load_model(tiny_checkpoint), ms_queries, "ms", k=3)
+    assert [r.query for r in results] == ms_queries
+    assert all(len(r.ids) == 3 and r.labels.shape == (3, 6) for r in results)
+    assert [r.ids for r in results] == [[h["id"] for h in q["results"]] for q in
+                                        json.loads(run_cli(capsys, "search", "--index", pan_index, "--checkpoint",
+                                                           tiny_checkpoint, "--modality", "ms", *ms_queries, "-k", "3",
+                                                           "--format", "json")[1])["queries"]]
+
+
+def test_search_refuses_an_index_of_another_encoder_or_the_same_modality(
+    tiny_checkpoint, other_checkpoint, pan_index, ms_queries, capsys
+):
+    base = ["search", "--index", pan_index, "--modality", "ms", *ms_queries]
+    code, _, stderr = run_cli(capsys, *base, "--checkpoint", other_checkpoint)
+    assert code == 2 and "not made by this checkpoint's pan encoder" in stderr and "weights_sha256" in stderr
+    assert "Traceback" not in stderr
+    code, _, stderr = run_cli(capsys, "search", "--index", pan_index, "--modality", "pan", ms_queries[0],
+                              "--checkpoint", tiny_checkpoint)
+    assert code == 2 and "like the queries" in stderr
+    with pytest.raises(IndexMismatchError, match="image_size"):
+        fgmd.search_images(pan_index, tiny_checkpoint, ms_queries, "ms", overrides=["data.image_size=28"])
+    with pytest.raises(IndexMismatchError, match="no 'rgb' encoder"):
+        fgmd.search_images(pan_index, tiny_checkpoint, ms_queries, "rgb")
