@@ -38,7 +38,7 @@ def training_pairs_map(trainer: Trainer) -> float:
 
 def test_tiny_run_learns_and_writes_a_complete_run_directory(micro_dataset, tmp_path):
     overrides = tiny_overrides(micro_dataset, tmp_path / "run", **{
-        "train.epochs": 40, "train.batch_size": 12, "train.lr": 3e-3, "train.eval_every": 40, "data.val_fraction": 0.0})
+        "train.epochs": 60, "train.batch_size": 12, "train.lr": 3e-3, "train.eval_every": 60, "data.val_fraction": 0.0})
     trainer = Trainer(load_config(None, overrides), progress=False)
     initial = training_pairs_map(trainer)
     result = trainer.fit()
@@ -48,7 +48,7 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(micro_dataset, tmp_
     for name in ("config.yaml", "log.jsonl", "last.pt", "best.pt"):
         assert (run / name).is_file()
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == list(range(40))
+    assert [r["epoch"] for r in log] == list(range(60))
     for term in ("classification", "quantization", "triplet", "damd", "damd_weighted", "total"):
         assert term in log[0]
     assert log[-1]["classification"] < log[0]["classification"] - 1.0
