@@ -281,6 +281,17 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
+def differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the entries in which two nested config dicts differ."""
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            keys += differing_keys(a[key], b[key], f"{prefix}{key}.")
+        elif a.get(key) != b.get(key):
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def validate(config: Config) -> None:
     """Cross-field checks that types alone cannot express."""
     bits = config.model.bits

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from fgmd.config import Config, ConfigError
+from fgmd.config import Config, ConfigError, differing_keys
 
 METRICS = "metrics.json"
 METRICS_LAST = "metrics_last.json"
@@ -62,7 +62,7 @@ def check_run_config(run_dir: Path, config: Config) -> None:
     saved["train"] = {**saved["train"], "epochs": current["train"]["epochs"]}
     # Lists the trainer fills in when the config leaves them empty (computed percentile-scaling
     # statistics) are not differences.
-    diffs = [k for k in _diff_keys(saved, current) if _lookup(current, k) != []]
+    diffs = [k for k in differing_keys(saved, current) if _lookup(current, k) != []]
     if diffs:
         raise ConfigError(
             f"{run_dir} holds a run with a different config ({', '.join(diffs)}); "
@@ -201,13 +201,3 @@ def _lookup(data: dict, dotted: str):
             return None
         data = data[part]
     return data
-
-
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for key in sorted(set(a) | set(b)):
-        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-            keys += _diff_keys(a[key], b[key], f"{prefix}{key}.")
-        elif a.get(key) != b.get(key):
-            keys.append(f"{prefix}{key}")
-    return keys

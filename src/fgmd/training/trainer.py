@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from fgmd.config import Config, ConfigError
+from fgmd.config import Config, ConfigError, differing_keys
 from fgmd.data.datasets import CrossModalDataset, build_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.data.validation import prepare_training_data
@@ -211,7 +211,7 @@ class Trainer:
         current = self.config.to_dict()
         saved["train"] = {**saved["train"], "epochs": current["train"]["epochs"]}
         if saved != current:
-            diffs = _diff_keys(saved, current)
+            diffs = differing_keys(saved, current)
             raise ConfigError(f"cannot resume: the config differs from the checkpoint's in {', '.join(diffs)}")
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
@@ -413,13 +413,3 @@ def _truncate_log(path: Path, epochs_done: int) -> None:
         if record["epoch"] < epochs_done:
             kept.append(line)
     path.write_text("".join(line + "\n" for line in kept))
-
-
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for key in sorted(set(a) | set(b)):
-        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-            keys += _diff_keys(a[key], b[key], f"{prefix}{key}.")
-        elif a.get(key) != b.get(key):
-            keys.append(f"{prefix}{key}")
-    return keys
