@@ -7,15 +7,6 @@ import torch.nn.functional as F
 from fgmd.models import ADF, GatedPool
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one intra-op thread is as fast, and immune to a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def randomise(module: ADF, seed: int = 0) -> None:
     """Give the zero-initialised parameters (gamma, gate) random values (in place)."""
     gen = torch.Generator().manual_seed(seed)

@@ -8,15 +8,6 @@ from fgmd.models import HashHead
 from fgmd.models.backbone import MobileNetV2Trunk, adapt_stem, adapt_stem_weight
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one intra-op thread is as fast, and immune to a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def stem_weight():
     return torch.randn(32, 3, 3, 3, generator=torch.Generator().manual_seed(0))

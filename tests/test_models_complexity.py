@@ -11,15 +11,6 @@ from fgmd.config import ModelConfig
 from fgmd.models import build_model, count_macs, count_parameters, model_summary
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one intra-op thread is as fast, and immune to a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_mobilenet_v2_macs_at_224():
     macs = count_macs(mobilenet_v2().eval(), torch.zeros(1, 3, 224, 224))
     assert abs(macs - 300e6) / 300e6 < 0.05

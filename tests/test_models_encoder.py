@@ -7,15 +7,6 @@ from fgmd.config import ModelConfig
 from fgmd.models import EncoderOutput, ModalityEncoder, count_parameters
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one intra-op thread is as fast, and immune to a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("size", [64, 224])
 @pytest.mark.parametrize("width,channels", [(1.0, (16, 24, 32, 96, 320)), (0.5, (8, 16, 16, 48, 160))])
 def test_level_and_code_shapes(size, width, channels):

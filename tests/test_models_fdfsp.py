@@ -8,15 +8,6 @@ from fgmd.models import FDFSP
 from fgmd.models.fdfsp import band_masks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one intra-op thread is as fast, and immune to a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def randomise(module: FDFSP, seed: int = 0) -> None:
     """Give the zero-initialised parameters random values (in place)."""
     gen = torch.Generator().manual_seed(seed)

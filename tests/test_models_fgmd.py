@@ -7,15 +7,6 @@ from fgmd.config import ModelConfig
 from fgmd.models import FGMD, build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one intra-op thread is as fast, and immune to a busy CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
