@@ -22,6 +22,12 @@ def tiny_dataset(tmp_path_factory):
     return generate_demo_dataset(tmp_path_factory.mktemp("data") / "tiny", n_per_class=16, seed=0)
 
 
+@pytest.fixture(scope="session")
+def micro_dataset(tmp_path_factory):
+    """12 training pairs (2 per class): small enough to learn in seconds."""
+    return generate_demo_dataset(tmp_path_factory.mktemp("micro") / "data", n_per_class=4, seed=0)
+
+
 def tiny_overrides(root, out_dir, **extra):
     """Overrides for a run that trains in a few seconds on the tiny dataset."""
     values = {

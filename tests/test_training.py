@@ -6,7 +6,6 @@ import torch
 from conftest import tiny_overrides
 from fgmd.api import evaluate_checkpoint, load_model
 from fgmd.config import load_config
-from fgmd.data.synthetic import generate_demo_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.training.checkpoint import CheckpointError, load_checkpoint
@@ -20,12 +19,6 @@ def test_split_validation_is_stratified_disjoint_and_seeded():
     assert [int(labels[val, c].sum()) for c in range(4)] == [2, 2, 2, 2]  # round(0.25 * 10) per class
     assert split_validation(labels, 0.25, seed=1) == (train, val)
     assert split_validation(labels, 0.0, seed=1) == (list(range(40)), [])
-
-
-@pytest.fixture(scope="module")
-def micro_dataset(tmp_path_factory):
-    """12 training pairs (2 per class): small enough to learn in seconds."""
-    return generate_demo_dataset(tmp_path_factory.mktemp("micro") / "data", n_per_class=4, seed=0)
 
 
 def training_pairs_map(trainer: Trainer) -> float:

@@ -27,7 +27,7 @@ def encode_images(
     model: FGMD,
     images: ModalityImages,
     batch_size: int = 64,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     num_workers: int = 0,
     progress: bool = False,
     context: DistContext | None = None,
@@ -37,8 +37,10 @@ def encode_images(
     The model is put in eval mode and left there. In a distributed run each process encodes
     the images ``rank, rank + world, ...`` and the rows are gathered by index: every image is
     encoded exactly once (no sampler padding), and every process gets the full result.
+    ``device`` (where the batches go) defaults to the device of the model's parameters.
     """
     context = context or DistContext()
+    device = device if device is not None else next(model.parameters()).device
     model.eval()
     indices = torch.arange(context.rank, len(images), context.world_size)
     loader = DataLoader(Subset(images, indices.tolist()), batch_size=batch_size, shuffle=False, num_workers=num_workers)
@@ -90,7 +92,7 @@ def evaluate_model(
     queries: Mapping[str, ModalityImages],
     database: Mapping[str, ModalityImages],
     config: EvalConfig,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     num_workers: int = 0,
     progress: bool = False,
     context: DistContext | None = None,
@@ -98,6 +100,7 @@ def evaluate_model(
     """Encode ``queries[m]`` and ``database[m]`` for both modalities and score both directions.
 
     A set passed as both query and database set (e.g. the validation pairs) is encoded once.
+    ``device`` defaults to the device of the model's parameters.
     """
     encoded: dict[int, torch.Tensor] = {}
 
