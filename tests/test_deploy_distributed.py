@@ -23,4 +23,5 @@ def test_two_process_index_equals_one_process(tiny_checkpoint, tmp_path):
     np.testing.assert_array_equal(two.codes, one.codes)
     np.testing.assert_array_equal(two.labels, one.labels)
     assert two.encoder == one.encoder
+    assert out.read_bytes() == single.path.read_bytes()  # the very same file
     assert not (tmp_path / "two.fgidx.parts").exists()

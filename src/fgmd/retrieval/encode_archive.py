@@ -293,7 +293,7 @@ class BuildResult:
 
     path: Path
     count: int  # items in the written index
-    added: int  # items encoded by this call (all chunks, this or earlier runs)
+    added: int  # items added to the index (rank 0; other ranks: items to encode)
     already_indexed: int = 0  # --append: source items already in the index
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (id, path, reason)
     chunks_encoded: int = 0  # by this process in this call
@@ -506,6 +506,7 @@ def _merge(
         raise ArchiveError("merged index has the wrong number of items")  # guarded above; belt and braces
     index.save(out)
     result.count = len(index)
+    result.added = len(index) - (len(existing) if existing is not None else 0)
     result.skipped = skipped
     listing = skipped_file(out)
     if skipped:
