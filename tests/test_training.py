@@ -21,6 +21,22 @@ def test_split_validation_is_stratified_disjoint_and_seeded():
     assert split_validation(labels, 0.0, seed=1) == (list(range(40)), [])
 
 
+def test_split_validation_keeps_groups_on_one_side():
+    # 4 classes x 10 items; items come in groups of 2 (near-duplicates), one class ungrouped
+    labels = torch.nn.functional.one_hot(torch.arange(40) % 4, 4).float()
+    groups = ["" if i % 4 == 3 else f"scene{i // 8}-{i % 4}" for i in range(40)]
+    for seed in range(5):
+        train, val = split_validation(labels, 0.3, seed=seed, groups=groups)
+        assert sorted(train + val) == list(range(40)) and not set(train) & set(val)
+        for group in set(groups) - {""}:
+            sides = {i in val for i in range(40) if groups[i] == group}
+            assert len(sides) == 1, (seed, group)  # never split across train and validation
+        for c in range(4):
+            assert int(labels[val, c].sum()) in (3, 4)  # whole pairs: round(0.3 * 10) = 3, or one over
+    one_group = ["same"] * 40  # a single unit cannot be split: everything trains
+    assert split_validation(labels[:, :1].expand(40, 1), 0.3, seed=0, groups=one_group) == (list(range(40)), [])
+
+
 def training_pairs_map(trainer: Trainer) -> float:
     """Mean cross-modal mAP of the training pairs against themselves (eval mode, fresh BN statistics)."""
     trainer.recalibrate()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,19 +59,41 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def split_validation(labels: torch.Tensor, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Stratified (by first label) train/validation split of ``labels [N, L]``; returns index lists."""
+def split_validation(
+    labels: torch.Tensor, fraction: float, seed: int, groups: Sequence[str] | None = None
+) -> tuple[list[int], list[int]]:
+    """Stratified (by first label) train/validation split of ``labels [N, L]``; returns index lists.
+
+    ``groups[i]`` (optional): items sharing a non-empty group (MRSSID's scene number, a VAIS
+    ship: near-duplicates) go to the same side, so the validation score is not inflated by
+    near-copies of training images. A group is stratified by its first item's label; each
+    class sends whole units (groups, or single ungrouped items) to validation until it holds
+    ``round(fraction * class size)`` items or more. A class of a single unit stays in training.
+    Without groups this is a plain stratified split of items.
+    """
     if fraction <= 0:
         return list(range(len(labels))), []
     generator = torch.Generator().manual_seed(seed)
-    first_label = labels.argmax(dim=1)
+    first_label = labels.argmax(dim=1).tolist()
+    units: dict[object, list[int]] = {}
+    for index, group in enumerate(groups if groups is not None else [""] * len(labels)):
+        units.setdefault(group if group else ("item", index), []).append(index)
+    by_label: dict[int, list[list[int]]] = {}
+    for members in units.values():  # in order of first appearance
+        by_label.setdefault(first_label[members[0]], []).append(members)
     train, val = [], []
-    for label in first_label.unique().tolist():
-        members = (first_label == label).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=generator)].tolist()
-        n_val = int(round(fraction * len(members))) if len(members) > 1 else 0
-        val += members[:n_val]
-        train += members[n_val:]
+    for label in sorted(by_label):
+        label_units = by_label[label]
+        order = torch.randperm(len(label_units), generator=generator).tolist()
+        target = round(fraction * sum(len(u) for u in label_units)) if len(label_units) > 1 else 0
+        taken = 0
+        for rank, position in enumerate(order):
+            unit = label_units[position]
+            if taken < target and rank < len(order) - 1:  # the last unit always trains
+                val += unit
+                taken += len(unit)
+            else:
+                train += unit
     return sorted(train), sorted(val)
 
 
@@ -158,7 +181,9 @@ class Trainer:
 
         train_full = build_dataset(data, data.train_split, build_transforms(data, train=True))
         eval_full = build_dataset(data, data.train_split, build_transforms(data, train=False))
-        train_idx, val_idx = split_validation(train_full.labels, data.val_fraction, config.seed)
+        train_idx, val_idx = split_validation(
+            train_full.labels, data.val_fraction, config.seed, [r.group for r in train_full.pairs]
+        )
         self.train_set = train_full.subset(train_idx)
         self.val_set = eval_full.subset(val_idx) if val_idx else None
         self.calibration_set = eval_full.subset(train_idx)
