@@ -59,7 +59,11 @@ def test_csv_paths_missing_modality_and_multi_label(tmp_path):
     assert len(query.pairs) == 1 and len(query.records) == 2  # s4 has no sar image: a query of optical only
     assert query.images("optical").ids == ["s3", "s4"] and query.images("sar").ids == ["s3"]
     report = check_data(config)
-    assert report.ok and report.splits["query"].images == {"optical": 2, "sar": 1}
+    assert report.splits["query"].images == {"optical": 2, "sar": 1}
+    # s2 is labelled with both classes, so every training pair shares a label with it:
+    # training could mine no negative for it, and the check says so before any training
+    [error] = report.errors
+    assert "'s2'" in str(error) and "no negative" in str(error) and "pairs.csv:4" in str(error)
 
 
 def test_csv_errors_name_file_and_line(tmp_path):

@@ -168,6 +168,7 @@ def check_data(config: Config, decode: bool = True, progress: bool = False, scal
             log.warning(data.root, f"split {split!r} has no record of class(es) {', '.join(absent)}")
 
     _check_unreferenced(fmt, data, records, log)
+    _check_minable(by_split.get(data.train_split, []), data.modalities, log)
     same_train_db = _check_train_database(roles, by_split, log)
     comparisons = _comparisons(roles, same_train_db)
     _check_overlap(comparisons, by_split, log, key=lambda r: r.id, what="id")
@@ -226,6 +227,20 @@ def _check_unreferenced(fmt, data, records, log: IssueLog) -> None:
         if paths:
             examples = ", ".join(p.name for p in paths[:_EXAMPLES])
             log.warning(str(paths[0].parent), f"{len(paths)} {modality} image(s) not used by any split listed, e.g. {examples}")
+
+
+def _check_minable(train: Sequence[Record], modalities: Sequence[str], log: IssueLog) -> None:
+    """Triplet mining needs, for every training pair, a pair sharing no label with it (a
+    negative). Multi-label data can break this (an item labelled with every class); checked
+    on the distinct label sets, so it costs O(distinct sets²), not O(pairs²)."""
+    sets: dict[frozenset, Record] = {}
+    for record in train:
+        if all(record.has(m) for m in modalities):
+            sets.setdefault(frozenset(record.labels), record)
+    lonely = [record for labels, record in sets.items() if all(labels & other for other in sets)]
+    for record in lonely[:_EXAMPLES]:
+        log.error(record.source, f"training pair {record.id!r} (labels {sorted(record.labels)}) shares a label with "
+                  "every other training pair: triplet mining has no negative for it")
 
 
 def _check_train_database(roles: dict[str, str], by_split, log: IssueLog) -> bool:

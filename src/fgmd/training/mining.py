@@ -14,6 +14,9 @@ import hashlib
 
 import torch
 
+# Anchors per block of the [block, N] distance/key matrices: about 2**24 entries per matrix
+# (a few int64 matrices live at once: ~0.5 GB at any N), at most 1024 rows.
+_BLOCK_ENTRIES = 2**24
 
 def hamming_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Hamming distances ``[Na, Nb]`` (int64) between ±1 codes ``a [Na,K]`` and ``b [Nb,K]``."""
@@ -23,7 +26,11 @@ def hamming_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def hardest_candidates(
-    anchor_codes: torch.Tensor, other_codes: torch.Tensor, labels: torch.Tensor, k: int, chunk_size: int = 1024
+    anchor_codes: torch.Tensor,
+    other_codes: torch.Tensor,
+    labels: torch.Tensor,
+    k: int,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ``k`` hardest positives and negatives of every anchor.
 
@@ -32,6 +39,8 @@ def hardest_candidates(
         other_codes: ``[N, K]`` ±1 codes of the candidates (modality B), same item order.
         labels: ``[N, L]`` multi-hot labels shared by both modalities.
         k: candidates kept per anchor.
+        chunk_size: anchors processed at once (default: sized from ``N`` so that the
+            ``[chunk, N]`` work matrices hold about 2**24 entries; the result does not depend on it).
 
     Returns:
         ``positives [N, k]`` (farthest matching first), ``num_positives [N]`` (valid
@@ -40,6 +49,7 @@ def hardest_candidates(
     """
     n = anchor_codes.shape[0]
     k_eff = min(k, n)
+    chunk_size = chunk_size or max(1, min(1024, _BLOCK_ENTRIES // max(n, 1)))
     index = torch.arange(n)
     pos_out, neg_out = torch.empty(n, k_eff, dtype=torch.long), torch.empty(n, k_eff, dtype=torch.long)
     num_pos, num_neg = torch.empty(n, dtype=torch.long), torch.empty(n, dtype=torch.long)
