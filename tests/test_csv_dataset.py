@@ -82,7 +82,7 @@ def test_csv_errors_name_file_and_line(tmp_path):
     assert f"{csv_path}:4: id 's2' has no image" in text
     assert f"{csv_path}:5: label 7 out of range: data.class_names has 2 classes" in text
     assert f"{csv_path}:8: duplicate id 's0' (first on line 2)" in text
-    with pytest.raises(DataFormatError, match=rf"pairs.csv:3: sar image"):
+    with pytest.raises(DataFormatError, match=r"pairs.csv:3: sar image"):
         build_dataset(csv_config(root).data, "train")
     write_csv(root, rows, header=["id", "optical", "sar_path", "label", "split"])
     report = check_data(csv_config(root), decode=False)

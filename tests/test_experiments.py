@@ -15,6 +15,7 @@ from fgmd.cli.main import main
 from fgmd.config import ConfigError, load_config
 from fgmd.evaluation.report import generate_report
 from fgmd.experiments import VARIANTS, run_ablation, run_sweep, variant_config
+from fgmd.experiments.sweep import sweep_configs
 from fgmd.experiments.params import parameter_counts
 
 ONE_EPOCH = {"train.epochs": 1, "train.track_test": "true"}
@@ -47,6 +48,14 @@ def test_ablation_switches_remove_modules_and_damd_adds_no_inference_parameters(
         assert c.out_dir.endswith(variant) and c.train == config.train and c.data == config.data
     with pytest.raises(ConfigError, match="unknown ablation variant"):
         variant_config(config, "fdfsp+adf")
+
+
+def test_run_folders_keep_yaml_syntax_in_out_dir(tiny_dataset, tmp_path):
+    odd = tmp_path / "exp #3: [a]"  # a comment marker, a mapping colon and a flow list in YAML
+    config = load_config(None, tiny_overrides(tiny_dataset, tmp_path)).with_values({"out_dir": str(odd)})
+    assert config.out_dir == str(odd)
+    assert variant_config(config, "adf").out_dir == str(odd / "adf")
+    assert sweep_configs(config, [16, 24])[24].out_dir == str(odd / "bits_24")
 
 
 def test_ablation_table_has_one_row_per_variant_in_table_order(ablation):

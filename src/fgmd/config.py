@@ -237,6 +237,14 @@ class Config:
             apply_override(data, item)
         return Config.from_dict(data)
 
+    def with_values(self, values: dict[str, Any]) -> Config:
+        """A copy with ``{"key.sub": value}`` set as given (no YAML parsing: for values built
+        in code, such as paths, which may hold ``#``, ``: `` or other YAML syntax)."""
+        data = self.to_dict()
+        for key, value in values.items():
+            set_dotted(data, key, value)
+        return Config.from_dict(data)
+
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file (or start from the defaults) and apply dotted overrides."""
@@ -265,18 +273,24 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"override {item!r} is not of the form key.sub=value")
     key, raw = item.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"override {item!r} has an empty key part")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as error:
         raise ConfigError(f"override {item!r}: value is not valid YAML: {error}") from error
+    set_dotted(data, key.strip(), value, what=f"override {item!r}")
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, what: str | None = None) -> None:
+    """Set ``data[a][b] = value`` for the dotted ``key`` ``a.b`` (sections created as needed)."""
+    what = what or f"key {key!r}"
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"{what} has an empty key part")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            raise ConfigError(f"{what}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value
 
@@ -290,6 +304,18 @@ def differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> li
         elif a.get(key) != b.get(key):
             keys.append(f"{prefix}{key}")
     return keys
+
+
+# Settings a run may change when it is resumed: they do not change what is trained (more
+# epochs extend the schedule; where and how fast data is read or batches are encoded for
+# evaluation does not change the numbers).
+RESUMABLE_CHANGES = ("train.epochs", "train.device", "data.num_workers", "eval.batch_size")
+
+
+def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted names in which ``current`` differs from a run's ``saved`` config, other than
+    :data:`RESUMABLE_CHANGES`: a run can be resumed under ``current`` only if this is empty."""
+    return [key for key in differing_keys(saved, current) if key not in RESUMABLE_CHANGES]
 
 
 def validate(config: Config) -> None:

@@ -48,13 +48,8 @@ def variant_config(config: Config, variant: str) -> Config:
     if variant not in VARIANTS:
         raise ConfigError(f"unknown ablation variant {variant!r}; choose from {', '.join(VARIANTS)}")
     _, fdfsp, adf, damd = VARIANTS[variant]
-    return config.with_overrides(
-        [
-            f"model.fdfsp={str(fdfsp).lower()}",
-            f"model.adf={str(adf).lower()}",
-            f"loss.damd={str(damd).lower()}",
-            f"out_dir={Path(config.out_dir) / variant}",
-        ]
+    return config.with_values(
+        {"model.fdfsp": fdfsp, "model.adf": adf, "loss.damd": damd, "out_dir": str(Path(config.out_dir) / variant)}
     )
 
 

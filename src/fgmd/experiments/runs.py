@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from fgmd.config import Config, ConfigError, differing_keys
+from fgmd.config import Config, ConfigError, resume_conflicts
 
 METRICS = "metrics.json"
 METRICS_LAST = "metrics_last.json"
@@ -53,16 +53,16 @@ def read_log(run_dir: str | Path) -> list[dict]:
 
 
 def check_run_config(run_dir: Path, config: Config) -> None:
-    """Refuse to reuse a run directory trained with a different config (``train.epochs`` may grow)."""
+    """Refuse to reuse a run directory trained with a different config (only
+    ``config.RESUMABLE_CHANGES``, such as ``train.epochs``, may differ)."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return
     saved = Config.from_dict(yaml.safe_load(saved_path.read_text()) or {}).to_dict()
     current = config.to_dict()
-    saved["train"] = {**saved["train"], "epochs": current["train"]["epochs"]}
     # Lists the trainer fills in when the config leaves them empty (computed percentile-scaling
     # statistics) are not differences.
-    diffs = [k for k in differing_keys(saved, current) if _lookup(current, k) != []]
+    diffs = [k for k in resume_conflicts(saved, current) if _lookup(current, k) != []]
     if diffs:
         raise ConfigError(
             f"{run_dir} holds a run with a different config ({', '.join(diffs)}); "

@@ -33,7 +33,7 @@ def sweep_configs(config: Config, bits: Sequence[int]) -> dict[int, Config]:
     if len(set(bits)) != len(bits):
         raise ConfigError(f"repeated bit lengths in {list(bits)}")
     base = Path(config.out_dir)
-    return {k: config.with_overrides([f"model.bits={k}", f"out_dir={base / f'bits_{k}'}"]) for k in bits}
+    return {k: config.with_values({"model.bits": k, "out_dir": str(base / f"bits_{k}")}) for k in bits}
 
 
 def run_sweep(

@@ -18,6 +18,7 @@ effective batch is ``train.batch_size`` x world size. Only rank 0 logs and write
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from fgmd.config import Config, ConfigError, differing_keys
+from fgmd.config import RESUMABLE_CHANGES, Config, ConfigError, resume_conflicts
 from fgmd.data.datasets import CrossModalDataset, build_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.data.validation import prepare_training_data
@@ -43,6 +44,8 @@ from fgmd.training.checkpoint import load_checkpoint, save_checkpoint
 from fgmd.training.distributed import barrier, init_distributed, merge_bank_updates
 from fgmd.training.mining import mine_triplets, mining_digest
 from fgmd.training.objective import FGMDObjective
+
+logger = logging.getLogger("fgmd.training")
 
 ROLES = ("anchor", "positive", "negative")
 
@@ -223,6 +226,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "class_names": self.class_names,
             "epoch": epoch,
+            "world_size": self.context.world_size,
             "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -232,12 +236,20 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
-        saved = dict(state["config"])
-        current = self.config.to_dict()
-        saved["train"] = {**saved["train"], "epochs": current["train"]["epochs"]}
-        if saved != current:
-            diffs = differing_keys(saved, current)
-            raise ConfigError(f"cannot resume: the config differs from the checkpoint's in {', '.join(diffs)}")
+        conflicts = resume_conflicts(state["config"], self.config.to_dict())
+        if conflicts:
+            raise ConfigError(
+                f"cannot resume: the config differs from the checkpoint's in {', '.join(conflicts)} "
+                f"(only {', '.join(RESUMABLE_CHANGES)} may change on resume)"
+            )
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.context.world_size:
+            logger.warning(
+                "resuming a run trained by %d process(es) with %d: the effective batch size changes "
+                "from %d to %d pairs, so the result will differ from an uninterrupted run",
+                saved_world, self.context.world_size, saved_world * self.config.train.batch_size,
+                self.context.world_size * self.config.train.batch_size,
+            )
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])

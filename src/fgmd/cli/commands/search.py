@@ -9,7 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-from fgmd.cli.common import add_overrides
 
 NAME = "search"
 HELP = "search an index (made by `fgmd index`) with query images of the other modality"
