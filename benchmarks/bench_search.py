@@ -27,19 +27,14 @@ A quick smoke run: ``--sizes 20000 --queries 50 --latency-queries 10 --rounds 1`
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from _common import run_meta, write_json  # noqa: E402 (also puts src/ on sys.path)
 
 from fgmd.retrieval import Index, resolve_backend  # noqa: E402
 from fgmd.retrieval.backends import faiss_available  # noqa: E402
@@ -203,16 +198,6 @@ def markdown(records: list[dict]) -> str:
     return header + "\n".join(rows) + "\n"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000000,10000000", help="comma-separated database sizes N")
@@ -233,17 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     import faiss
 
     faiss.omp_set_num_threads(args.faiss_threads)
-    meta = {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "load_average_start": os.getloadavg(),
-        "numpy": np.__version__,
-        "faiss": faiss.__version__,
-        "faiss_threads": args.faiss_threads,
-        "python": platform.python_version(),
-    }
+    meta = run_meta(faiss=faiss.__version__, faiss_threads=args.faiss_threads)
     print(json.dumps(meta, indent=1), flush=True)
     records = []
     with tempfile.TemporaryDirectory() as workdir:
@@ -252,11 +227,9 @@ def main(argv: list[str] | None = None) -> None:
                 for kind in args.data.split(","):
                     print(f"N={n_items:,} K={bits} data={kind}", flush=True)
                     records += run_config(args, n_items, bits, kind, Path(workdir))
-    meta["load_average_end"] = os.getloadavg()
     table = markdown(records)
     print(table)
-    if args.out:
-        args.out.write_text(json.dumps({"meta": meta, "results": records, "table": table}, indent=1))
+    write_json(args.out, meta, records, table)
 
 
 if __name__ == "__main__":

@@ -221,6 +221,49 @@ def parse_label_list(text: str | None, where: str, issues: IssueLog) -> list[int
     return labels
 
 
+def parse_listed_row(
+    row: dict[str | None, str | None],
+    fieldnames: Sequence[str],
+    where: str,
+    line: int,
+    seen: dict[str, int],
+    table: ClassTable,
+    issues: IssueLog,
+) -> tuple[str, list[int], str] | None:
+    """The columns every ``csv.DictReader``-listed format shares: ``id``, ``label``,
+    ``class_name`` (when ``fieldnames`` has it) and ``split``.
+
+    Checks the field count, an empty or duplicate id (``seen``: id -> first line, updated),
+    the labels (:func:`parse_label_list`), the class names against ``table`` and an empty
+    split. Returns ``(id, labels, split)``, or None after reporting the row's first problem.
+    """
+    if None in row or any(value is None for value in row.values()):
+        issues.error(where, f"expected {len(fieldnames)} fields, got a different number")
+        return None
+    sample_id = (row["id"] or "").strip()
+    if not sample_id:
+        issues.error(where, "empty id")
+        return None
+    if sample_id in seen:
+        issues.error(where, f"duplicate id {sample_id!r} (first on line {seen[sample_id]})")
+        return None
+    seen[sample_id] = line
+    labels = parse_label_list(row["label"], where, issues)
+    if labels is None:
+        return None
+    names = [n.strip() for n in (row["class_name"] or "").split(";")] if "class_name" in fieldnames else None
+    if names is not None and len(names) != len(labels):
+        issues.error(where, f"{len(labels)} label(s) but {len(names)} class name(s)")
+        return None
+    if not table.add(labels, names, where, issues):
+        return None
+    split = (row["split"] or "").strip()
+    if not split:
+        issues.error(where, "empty split")
+        return None
+    return sample_id, labels, split
+
+
 class ClassTable:
     """Class index -> name, collected from rows, or pinned by ``data.class_names``."""
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fgmd.config import DataConfig
-from fgmd.data.datasets.base import ClassTable, DatasetNotFoundError, FormatDataset, check_root, parse_label_list
+from fgmd.data.datasets.base import ClassTable, DatasetNotFoundError, FormatDataset, check_root, parse_listed_row
 from fgmd.data.issues import IssueLog
 from fgmd.data.records import Record
 
@@ -75,34 +75,13 @@ class CSVDataset(FormatDataset):
             if missing:
                 issues.error(f"{csv_path}:1", f"missing column(s) {missing}; header is {header}")
                 return [], list(data.class_names)
-            has_names = "class_name" in header
             for row in reader:
                 line = reader.line_num
                 where = f"{csv_path}:{line}"
-                if None in row or any(v is None for v in row.values()):
-                    issues.error(where, f"expected {len(header)} fields, got a different number")
+                parsed = parse_listed_row(row, header, where, line, seen, table, issues)
+                if parsed is None:
                     continue
-                sample_id = row["id"].strip()
-                if not sample_id:
-                    issues.error(where, "empty id")
-                    continue
-                if sample_id in seen:
-                    issues.error(where, f"duplicate id {sample_id!r} (first on line {seen[sample_id]})")
-                    continue
-                seen[sample_id] = line
-                labels = parse_label_list(row["label"], where, issues)
-                if labels is None:
-                    continue
-                names = [n.strip() for n in row["class_name"].split(";")] if has_names else None
-                if names is not None and len(names) != len(labels):
-                    issues.error(where, f"{len(labels)} label(s) but {len(names)} class name(s)")
-                    continue
-                if not table.add(labels, names, where, issues):
-                    continue
-                split = row["split"].strip()
-                if not split:
-                    issues.error(where, "empty split")
-                    continue
+                sample_id, labels, split = parsed
                 paths, ok = {}, True
                 for modality, column in columns.items():
                     text = row[column].strip()

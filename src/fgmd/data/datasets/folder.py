@@ -25,7 +25,7 @@ from fgmd.data.datasets.base import (
     DatasetNotFoundError,
     FormatDataset,
     check_root,
-    parse_label_list,
+    parse_listed_row,
 )
 from fgmd.data.issues import IssueLog
 from fgmd.data.records import Record
@@ -89,30 +89,10 @@ def read_folder_records(
         for row in reader:
             line = reader.line_num
             where = f"{csv_path}:{line}"
-            if None in row or any(v is None for v in row.values()):
-                issues.error(where, f"expected {len(reader.fieldnames)} fields, got a different number")
+            parsed = parse_listed_row(row, reader.fieldnames, where, line, seen, table, issues)
+            if parsed is None:
                 continue
-            sample_id = (row["id"] or "").strip()
-            if not sample_id:
-                issues.error(where, "empty id")
-                continue
-            if sample_id in seen:
-                issues.error(where, f"duplicate id {sample_id!r} (first on line {seen[sample_id]})")
-                continue
-            seen[sample_id] = line
-            labels = parse_label_list(row["label"], where, issues)
-            if labels is None:
-                continue
-            names = [n.strip() for n in (row["class_name"] or "").split(";")]
-            if len(names) != len(labels):
-                issues.error(where, f"{len(labels)} label(s) but {len(names)} class name(s)")
-                continue
-            if not table.add(labels, names, where, issues):
-                continue
-            split = (row["split"] or "").strip()
-            if not split:
-                issues.error(where, "empty split")
-                continue
+            sample_id, labels, split = parsed
             paths = {}
             for modality in modalities:
                 path = image_index[modality].get(sample_id)
