@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fgmd.allocator import tune_cpu_allocator
     from fgmd.errors import USER_ERRORS
+
+    tune_cpu_allocator()  # large CPU tensors: reuse freed heap blocks instead of re-mapping them
 
     command = next(c for c in COMMANDS if c.NAME == args.command)
     try:
