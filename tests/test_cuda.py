@@ -1,4 +1,4 @@
-"""CUDA paths: device placement, bf16 autocast, checkpoints moving GPU -> CPU, NCCL via torchrun.
+"""CUDA paths: device placement, bf16 autocast, checkpoints moving GPU -> CPU, NCCL via torchrun (2 GPUs).
 
 Skipped on machines without a CUDA GPU (CI has none); run on a GPU machine with
 ``python -m pytest tests/test_cuda.py``.
@@ -54,14 +54,18 @@ def test_encode_on_gpu_matches_cpu(tiny_dataset, tmp_path):
 def test_fdfsp_runs_in_float32_under_bf16_autocast(tiny_dataset, tmp_path):
     config = full_model_config(tmp_path, tiny_dataset)
     model = model_from_config(config, load_pretrained=False).cuda().eval()
-    fdfsp = next(module for name, module in model.named_modules() if type(module).__name__ == "FDFSP")
-    seen = []
-    fdfsp.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
-    x = torch.rand(2, 3, 63, 63, device="cuda")  # odd size: half-precision FFTs would refuse it
+    sizes = []
+    for module in model.encoders["ms"].modules():
+        if type(module).__name__ == "FDFSP":
+            module.register_forward_hook(lambda m, inputs, output: sizes.append((tuple(inputs[0].shape[-2:]), output.dtype)))
+    x = torch.rand(2, 3, 88, 88, device="cuda")  # FDFSP maps of 11x11 and 3x3: half-precision FFTs refuse odd sizes
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         codes = model.encode(x, "ms")
-    assert seen and torch.isfinite(codes).all()
-    amp_free = model.encode(x, "ms")
+    assert any(h % 2 for (h, _), _ in sizes), sizes
+    assert [dtype for _, dtype in sizes] == [torch.bfloat16] * 3  # computed in float32, handed back in bf16
+    assert torch.isfinite(codes).all()
+    with torch.no_grad():
+        amp_free = model.encode(x, "ms")
     assert (torch.sign(codes.float()) == torch.sign(amp_free)).float().mean() > 0.9
 
 
@@ -82,11 +86,12 @@ def test_training_on_gpu_learns_and_its_checkpoint_loads_on_cpu(micro_dataset, t
     assert model.encode(torch.rand(1, 1, 32, 32), "pan").shape == (1, 16)
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs one GPU per process: 2 GPUs")
 def test_torchrun_with_nccl_trains_and_evaluates(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     overrides = tiny_overrides(tiny_dataset, run, **{"train.epochs": 1, "train.batch_size": 8, "train.device": "cuda"})
-    out = torchrun(1, "train", "--quiet", *overrides)
+    out = torchrun(2, "train", "--quiet", *overrides)  # (one process would not start a process group)
     assert out.returncode == 0, out.stderr[-3000:]
-    out = torchrun(1, "eval", "--quiet", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "m.json"))
+    out = torchrun(2, "eval", "--quiet", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "m.json"))
     assert out.returncode == 0, out.stderr[-3000:]
     assert 0.0 < json.loads((tmp_path / "m.json").read_text())["mean_map"] <= 1.0

@@ -4,8 +4,8 @@ With glibc's default settings every allocation above the mmap threshold (at most
 adjusted at run time) is a fresh ``mmap`` and every free an ``munmap``. A CNN forward or
 backward pass at 224×224 allocates and frees such activation buffers layer after layer, so
 the process page-faults and zeroes them again on every batch: on the development machine
-MobileNetV2 inference at batch 32 ran 2.7× slower than with the buffers kept
-(BENCHMARKS.md, "Encoder throughput"). :func:`tune_cpu_allocator` sets ``M_MMAP_MAX = 0``
+batch-32 CNN inference ran 2.7–3.4× slower, and training 1.9× slower, than with the buffers
+kept (BENCHMARKS.md, "Encoder throughput", "Training throughput"). :func:`tune_cpu_allocator` sets ``M_MMAP_MAX = 0``
 (large blocks come from the heap) and a high ``M_TRIM_THRESHOLD`` (freed heap memory is
 kept for reuse), the run-time equivalent of
 ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...``.

@@ -306,16 +306,25 @@ def differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> li
     return keys
 
 
-# Settings a run may change when it is resumed: they do not change what is trained (more
-# epochs extend the schedule; where and how fast data is read or batches are encoded for
-# evaluation does not change the numbers).
-RESUMABLE_CHANGES = ("train.epochs", "train.device", "data.num_workers", "eval.batch_size")
+# Settings a run may change when it is resumed. EXACT ones do not change what is trained (more
+# epochs extend the schedule; the evaluation batch size does not change the codes). The others
+# are accepted because a resumed run often lands on another machine, but they change the
+# numbers: augmentation draws come from each DataLoader worker's RNG, and GPU kernels round
+# differently from the CPU's, so the run is no longer bit-identical to an uninterrupted one.
+RESUMABLE_EXACT = ("train.epochs", "eval.batch_size")
+RESUMABLE_INEXACT = ("data.num_workers", "train.device")
+RESUMABLE_CHANGES = RESUMABLE_EXACT + RESUMABLE_INEXACT
 
 
 def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Dotted names in which ``current`` differs from a run's ``saved`` config, other than
     :data:`RESUMABLE_CHANGES`: a run can be resumed under ``current`` only if this is empty."""
     return [key for key in differing_keys(saved, current) if key not in RESUMABLE_CHANGES]
+
+
+def inexact_resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The :data:`RESUMABLE_INEXACT` settings in which ``current`` differs from ``saved``."""
+    return [key for key in differing_keys(saved, current) if key in RESUMABLE_INEXACT]
 
 
 def validate(config: Config) -> None:

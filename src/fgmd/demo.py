@@ -28,6 +28,6 @@ def run_demo(out: Path, progress: bool = True) -> dict:
     if not (data_dir / "pairs.csv").exists():
         generate_demo_dataset(data_dir, n_per_class=DEMO_PAIRS_PER_CLASS, seed=0)
     run_dir = out / "run"
-    config = load_config(demo_config_path(), [f"data.root={data_dir}", f"out_dir={run_dir}"])
+    config = load_config(demo_config_path()).with_values({"data.root": str(data_dir), "out_dir": str(run_dir)})
     fit(config, resume=(run_dir / "last.pt").exists(), progress=progress)
     return evaluate_checkpoint(run_dir / "best.pt", progress=progress)

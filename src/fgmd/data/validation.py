@@ -42,7 +42,7 @@ from fgmd.data.issues import ERROR, INFO, WARNING, DataCheckError, Issue, IssueL
 from fgmd.data.radiometry import ModalityReader, percentile_bounds
 from fgmd.data.records import Record
 
-__all__ = ["DataReport", "Issue", "SplitSummary", "check_data", "prepare_training_data"]
+__all__ = ["DataReport", "Issue", "SplitSummary", "check_data", "check_minable", "prepare_training_data"]
 
 logger = logging.getLogger("fgmd.data")
 _EXAMPLES = 5
@@ -168,7 +168,7 @@ def check_data(config: Config, decode: bool = True, progress: bool = False, scal
             log.warning(data.root, f"split {split!r} has no record of class(es) {', '.join(absent)}")
 
     _check_unreferenced(fmt, data, records, log)
-    _check_minable(by_split.get(data.train_split, []), data.modalities, log)
+    check_minable(by_split.get(data.train_split, []), data.modalities, log)
     same_train_db = _check_train_database(roles, by_split, log)
     comparisons = _comparisons(roles, same_train_db)
     _check_overlap(comparisons, by_split, log, key=lambda r: r.id, what="id")
@@ -229,10 +229,12 @@ def _check_unreferenced(fmt, data, records, log: IssueLog) -> None:
             log.warning(str(paths[0].parent), f"{len(paths)} {modality} image(s) not used by any split listed, e.g. {examples}")
 
 
-def _check_minable(train: Sequence[Record], modalities: Sequence[str], log: IssueLog) -> None:
+def check_minable(train: Sequence[Record], modalities: Sequence[str], log: IssueLog) -> None:
     """Triplet mining needs, for every training pair, a pair sharing no label with it (a
     negative). Multi-label data can break this (an item labelled with every class); checked
-    on the distinct label sets, so it costs O(distinct sets²), not O(pairs²)."""
+    on the distinct label sets, so it costs O(distinct sets²), not O(pairs²). Run on the whole
+    training split by :func:`check_data`, and by the trainer again on the pairs left after
+    the validation split."""
     sets: dict[frozenset, Record] = {}
     for record in train:
         if all(record.has(m) for m in modalities):

@@ -54,7 +54,8 @@ def read_log(run_dir: str | Path) -> list[dict]:
 
 def check_run_config(run_dir: Path, config: Config) -> None:
     """Refuse to reuse a run directory trained with a different config (only
-    ``config.RESUMABLE_CHANGES``, such as ``train.epochs``, may differ)."""
+    ``config.RESUMABLE_CHANGES``, such as ``train.epochs``, may differ; the trainer warns
+    about those that make the run inexact)."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return

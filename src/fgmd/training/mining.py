@@ -18,6 +18,7 @@ import torch
 # (a few int64 matrices live at once: ~0.5 GB at any N), at most 1024 rows.
 _BLOCK_ENTRIES = 2**24
 
+
 def hamming_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Hamming distances ``[Na, Nb]`` (int64) between ±1 codes ``a [Na,K]`` and ``b [Nb,K]``."""
     bits = a.shape[1]
@@ -54,6 +55,7 @@ def hardest_candidates(
     pos_out, neg_out = torch.empty(n, k_eff, dtype=torch.long), torch.empty(n, k_eff, dtype=torch.long)
     num_pos, num_neg = torch.empty(n, dtype=torch.long), torch.empty(n, dtype=torch.long)
     label_matrix = labels.float()
+    other_codes = other_codes.double()  # once, not per block (hamming_matrix works in float64)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         dist = hamming_matrix(anchor_codes[start:stop], other_codes)

@@ -33,10 +33,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from fgmd.config import RESUMABLE_CHANGES, Config, ConfigError, resume_conflicts
+from fgmd.config import RESUMABLE_CHANGES, Config, ConfigError, inexact_resume_changes, resume_conflicts
 from fgmd.data.datasets import CrossModalDataset, build_dataset
 from fgmd.data.transforms import build_transforms
-from fgmd.data.validation import prepare_training_data
+from fgmd.data.issues import IssueLog
+from fgmd.data.validation import check_minable, prepare_training_data
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
 from fgmd.training.batchnorm import recalibrate_batchnorm
@@ -70,9 +71,10 @@ def split_validation(
     ``groups[i]`` (optional): items sharing a non-empty group (MRSSID's scene number, a VAIS
     ship: near-duplicates) go to the same side, so the validation score is not inflated by
     near-copies of training images. A group is stratified by its first item's label; each
-    class sends whole units (groups, or single ungrouped items) to validation until it holds
-    ``round(fraction * class size)`` items or more. A class of a single unit stays in training.
-    Without groups this is a plain stratified split of items.
+    class sends whole units (groups, or single ungrouped items), in a seeded random order, to
+    validation while that brings it closer to ``round(fraction * class size)`` items; a group
+    larger than that stays in training. At least one unit of every class trains (a class of a
+    single unit stays in training). Without groups this is a plain stratified split of items.
     """
     if fraction <= 0:
         return list(range(len(labels))), []
@@ -89,14 +91,18 @@ def split_validation(
         label_units = by_label[label]
         order = torch.randperm(len(label_units), generator=generator).tolist()
         target = round(fraction * sum(len(u) for u in label_units)) if len(label_units) > 1 else 0
-        taken = 0
+        taken, trained = 0, False
         for rank, position in enumerate(order):
             unit = label_units[position]
-            if taken < target and rank < len(order) - 1:  # the last unit always trains
+            # a unit goes to validation if that brings the count closer to the target (for
+            # single items: while below it), unless it is the last chance for the class to train
+            closer = taken + len(unit) - target <= target - taken
+            if taken < target and closer and (trained or rank < len(order) - 1):
                 val += unit
                 taken += len(unit)
             else:
                 train += unit
+                trained = True
     return sorted(train), sorted(val)
 
 
@@ -188,6 +194,7 @@ class Trainer:
             train_full.labels, data.val_fraction, config.seed, [r.group for r in train_full.pairs]
         )
         self.train_set = train_full.subset(train_idx)
+        check_minable(self.train_set.pairs, data.modalities, IssueLog(strict=True))  # after the validation split
         self.val_set = eval_full.subset(val_idx) if val_idx else None
         self.calibration_set = eval_full.subset(train_idx)
         self.class_names = train_full.class_names
@@ -242,14 +249,21 @@ class Trainer:
                 f"cannot resume: the config differs from the checkpoint's in {', '.join(conflicts)} "
                 f"(only {', '.join(RESUMABLE_CHANGES)} may change on resume)"
             )
-        saved_world = state.get("world_size", 1)
-        if saved_world != self.context.world_size:
-            logger.warning(
-                "resuming a run trained by %d process(es) with %d: the effective batch size changes "
-                "from %d to %d pairs, so the result will differ from an uninterrupted run",
-                saved_world, self.context.world_size, saved_world * self.config.train.batch_size,
-                self.context.world_size * self.config.train.batch_size,
-            )
+        if self.context.is_main:
+            changed = inexact_resume_changes(state["config"], self.config.to_dict())
+            if changed:
+                logger.warning(
+                    "resuming with a different %s: the run continues, but its result will not be "
+                    "bit-identical to an uninterrupted run", ", ".join(changed),
+                )
+            saved_world = state.get("world_size")  # absent in checkpoints written before it was stored
+            if saved_world is not None and saved_world != self.context.world_size:
+                logger.warning(
+                    "resuming a run trained by %d process(es) with %d: the effective batch size changes "
+                    "from %d to %d pairs, so the result will differ from an uninterrupted run",
+                    saved_world, self.context.world_size, saved_world * self.config.train.batch_size,
+                    self.context.world_size * self.config.train.batch_size,
+                )
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])
         self.optimizer.load_state_dict(state["optimizer"])
