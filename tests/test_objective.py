@@ -38,7 +38,9 @@ def test_terms_are_logged_unweighted_and_weighted_and_sum_to_total():
     config = LossConfig(damd_weight=0.1, triplet_weight=2.0)
     objective = FGMDObjective(config, bits=16, num_classes=3, level_channels=LEVELS)
     codes, labels, feats = batch()
-    total, terms = objective(codes, labels, feats)
+    total, tensors = objective(codes, labels, feats)
+    assert all(t.dim() == 0 and not t.requires_grad for t in tensors.values())  # detached, read once per epoch
+    terms = {name: float(t) for name, t in tensors.items()}
     for name in ("classification", "quantization", "triplet", "damd"):
         assert name in terms and f"{name}_weighted" in terms
     assert terms["triplet_weighted"] == pytest.approx(2.0 * terms["triplet"])

@@ -187,6 +187,11 @@ class TrainConfig:
     eval_every: int = 1
     device: str = "auto"
     amp: bool = False
+    # Model and batches in channels_last memory layout: the same math, and on CPU (oneDNN) and
+    # CUDA (cuDNN) the MobileNetV2 convolutions and BatchNorms run much faster in it.
+    channels_last: bool = True
+    # torch.compile each encoder (in place; needs a C++ compiler on CPU, Triton on CUDA).
+    compile: bool = False
     sync_bn: bool = False
     # Batches of training pairs used to re-estimate BatchNorm statistics before each
     # validation (and so in every saved model); 0 keeps the running averages of training.
@@ -307,12 +312,13 @@ def differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> li
 
 
 # Settings a run may change when it is resumed. EXACT ones do not change what is trained (more
-# epochs extend the schedule; the evaluation batch size does not change the codes). The others
-# are accepted because a resumed run often lands on another machine, but they change the
-# numbers: augmentation draws come from each DataLoader worker's RNG, and GPU kernels round
-# differently from the CPU's, so the run is no longer bit-identical to an uninterrupted one.
-RESUMABLE_EXACT = ("train.epochs", "eval.batch_size")
-RESUMABLE_INEXACT = ("data.num_workers", "train.device")
+# epochs extend the schedule; the evaluation batch size does not change the codes; loader
+# workers only decode images, augmentation is drawn in the main process). The others are
+# accepted because a resumed run often lands on another machine, but they change the numbers:
+# GPU kernels, another memory layout or compiled kernels round differently, so the run is no
+# longer bit-identical to an uninterrupted one.
+RESUMABLE_EXACT = ("train.epochs", "eval.batch_size", "data.num_workers")
+RESUMABLE_INEXACT = ("train.device", "train.channels_last", "train.compile")
 RESUMABLE_CHANGES = RESUMABLE_EXACT + RESUMABLE_INEXACT
 
 

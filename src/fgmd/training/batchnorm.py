@@ -9,45 +9,36 @@ with a forward pass over training images (cumulative average, no gradient), as S
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader, Subset
 
-from fgmd.data.datasets.base import CrossModalDataset
 from fgmd.models import FGMD
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(
-    model: FGMD,
-    pairs: CrossModalDataset,
-    batch_size: int,
-    max_batches: int,
-    device: torch.device | str = "cpu",
-    seed: int = 0,
-) -> None:
-    """Recompute every BatchNorm's running mean/variance from ``max_batches`` batches of ``pairs``.
+def recalibrate_batchnorm(model: FGMD, batches: Iterable[dict[str, torch.Tensor]]) -> None:
+    """Recompute every BatchNorm's running mean/variance from ``batches``.
 
-    ``pairs`` should use evaluation transforms. The pairs are a random subset drawn with
-    ``seed`` (datasets are often sorted by class, so the first pairs would be biased); every
-    process of a distributed run draws the same subset and computes identical statistics.
-    The model is left in eval mode.
+    ``batches`` yields, per modality of ``model``, ``[B, C, S, S]`` images on the model's
+    device, transformed as for evaluation (a seeded random subset of the training pairs:
+    datasets are often sorted by class, so the first pairs would be biased). Every process
+    of a distributed run passes the same batches and computes identical statistics. The
+    model is left in eval mode.
     """
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    if not norms or max_batches <= 0 or len(pairs) == 0:
+    if not norms:
         return
     momenta = [m.momentum for m in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average over the calibration batches
     model.train()
-    count = min(len(pairs), batch_size * max_batches)
-    chosen = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed))[:count].tolist()
-    loader = DataLoader(Subset(pairs, chosen), batch_size=batch_size, shuffle=False, drop_last=count > batch_size)
     try:
-        for batch in loader:
+        for batch in batches:
             for modality in model.modalities:
-                model.encode(batch[f"image_{modality}"].to(device), modality)
+                model.encode(batch[modality], modality)
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum

@@ -65,8 +65,11 @@ class FGMDObjective(nn.Module):
         codes: dict[str, torch.Tensor],
         labels: dict[str, torch.Tensor],
         anchor_features: dict[str, tuple[torch.Tensor, ...]] | None = None,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and every term, unweighted (``name``) and weighted (``name_weighted``).
+
+        The terms are detached 0-dim tensors on the loss's device, so a training loop can
+        accumulate them there and read them once per epoch (no host synchronisation per step).
 
         Args:
             codes: per modality, ``[3B, K]`` tanh codes in the role order of the module docstring.
@@ -89,7 +92,7 @@ class FGMDObjective(nn.Module):
             raw["damd"], extra = self.damd(anchor_features[mod_a], anchor_features[mod_b])
         weights = self.weights()
         total = sum(weights[name] * value for name, value in raw.items())
-        terms = {name: float(value.detach()) for name, value in {**raw, **extra}.items()}
-        terms.update({f"{name}_weighted": weights[name] * float(value.detach()) for name, value in raw.items()})
-        terms["total"] = float(total.detach())
+        terms = {name: value.detach() for name, value in {**raw, **extra}.items()}
+        terms.update({f"{name}_weighted": weights[name] * value.detach() for name, value in raw.items()})
+        terms["total"] = total.detach()
         return total, terms

@@ -30,16 +30,18 @@ import torch
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
 from fgmd.config import RESUMABLE_CHANGES, Config, ConfigError, inexact_resume_changes, resume_conflicts
-from fgmd.data.datasets import CrossModalDataset, build_dataset
+from fgmd.data.datasets import build_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.data.issues import IssueLog
 from fgmd.data.validation import check_minable, prepare_training_data
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
+from fgmd.training.batches import (
+    ResizedImages, TripletBatch, TripletBatches, centre_crops, crop_flip, epoch_order, normalisers,
+)
 from fgmd.training.batchnorm import recalibrate_batchnorm
 from fgmd.training.checkpoint import load_checkpoint, save_checkpoint
 from fgmd.training.distributed import barrier, init_distributed, merge_bank_updates
@@ -48,8 +50,33 @@ from fgmd.training.objective import FGMDObjective
 
 logger = logging.getLogger("fgmd.training")
 
-ROLES = ("anchor", "positive", "negative")
+# Steps between two progress-bar loss updates (each one reads the loss back from the device).
+PROGRESS_EVERY = 10
 
+
+class StepClock:
+    """Wall time per phase of training steps (benchmarks); waits for a CUDA device at each lap."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals: dict[str, float] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Start timing the next phase now."""
+        self._sync()
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        """The phase ``phase`` ended now; add its time."""
+        self._sync()
+        now = time.perf_counter()
+        self.totals[phase] = self.totals.get(phase, 0.0) + now - self._last
+        self._last = now
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of every random draw in ``epoch`` of a run seeded with ``seed``."""
@@ -106,45 +133,6 @@ def split_validation(
     return sorted(train), sorted(val)
 
 
-class TripletDataset(Dataset):
-    """Pair ``i`` with the positives/negatives mined for its two anchors.
-
-    ``self[i]`` holds, per modality ``m``, ``images_<m>`` ``[3, C, S, S]`` and ``labels_<m>``
-    ``[3, L]`` in role order (anchor, positive, negative), where the positive/negative of
-    modality ``m`` serve the *other* modality's anchor; and ``index = i``.
-    """
-
-    def __init__(self, pairs: CrossModalDataset, positives: dict[str, torch.Tensor], negatives: dict[str, torch.Tensor]):
-        self.pairs = pairs
-        self.positives = positives
-        self.negatives = negatives
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> dict:
-        sample = self.pairs[index]
-        out = {"index": index}
-        for m in self.pairs.modalities:
-            pos, neg = int(self.positives[m][index]), int(self.negatives[m][index])
-            images = [sample[f"image_{m}"], self.pairs.pair_image(pos, m), self.pairs.pair_image(neg, m)]
-            labels = self.pairs.labels
-            out[f"images_{m}"] = torch.stack(images)
-            out[f"labels_{m}"] = torch.stack([labels[index], labels[pos], labels[neg]])
-        return out
-
-
-def _role_major(batch: torch.Tensor) -> torch.Tensor:
-    """``[B, 3, ...]`` -> ``[3B, ...]`` with all anchors first, then positives, then negatives."""
-    return batch.transpose(0, 1).flatten(0, 1)
-
-
-def _worker_init(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-
-
 class TrainingStep(nn.Module):
     """Model and objective as one module, so one DistributedDataParallel wrapper synchronises both."""
 
@@ -155,8 +143,8 @@ class TrainingStep(nn.Module):
 
     def forward(
         self, images: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], batch_size: int
-    ) -> tuple[torch.Tensor, dict[str, float], dict[str, torch.Tensor]]:
-        """Loss, its terms, and the anchors' codes ``[B, K]`` per modality (role-major inputs ``[3B, ...]``)."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Loss, its (detached) terms, and the anchors' codes ``[B, K]`` per modality (role-major inputs ``[3B, ...]``)."""
         outputs = {m: self.model.encoders[m](x) for m, x in images.items()}
         codes = {m: out.codes.float() for m, out in outputs.items()}
         features = None
@@ -199,6 +187,9 @@ class Trainer:
         self.calibration_set = eval_full.subset(train_idx)
         self.class_names = train_full.class_names
         self.modalities = tuple(data.modalities)
+        channels = {m: data.modality_config(m).channels for m in self.modalities}
+        self.images = ResizedImages(self.train_set, data.resize, channels, self.device, data.num_workers, self.progress)
+        self.normalisers = normalisers(data, self.device)
 
         self.model: FGMD = model_from_config(config)
         self.objective = FGMDObjective(config.loss, config.model.bits, train_full.num_classes, self.model.level_channels)
@@ -208,6 +199,13 @@ class Trainer:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model.to(self.device)
         self.objective.to(self.device)
+        self.memory_format = torch.channels_last if config.train.channels_last else torch.contiguous_format
+        if config.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.objective.to(memory_format=torch.channels_last)
+        if config.train.compile:
+            for encoder in self.model.encoders.values():
+                encoder.compile()  # in place: state_dict keys are unchanged
         self.step_module: nn.Module = TrainingStep(self.model, self.objective)
         if self.context.is_distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -332,63 +330,82 @@ class Trainer:
             },
         )
 
-    def mine(self, epoch: int) -> TripletDataset:
-        """Hard positives/negatives for every training pair, from the bank; identical on every rank."""
+    def mine(self, epoch: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Hard positives/negatives ``[N]`` per modality for every training pair, from the bank.
+
+        ``positives[m][i]`` is a pair whose ``m`` image serves the other modality's anchor ``i``.
+        Identical on every rank.
+        """
         generator = torch.Generator().manual_seed(epoch_seed(self.config.seed, epoch))
         a, b = self.modalities
         labels, k = self.train_set.labels, self.config.loss.mining_k
         pos_b, neg_b = mine_triplets(self.bank[a], self.bank[b], labels, k, generator)
         pos_a, neg_a = mine_triplets(self.bank[b], self.bank[a], labels, k, generator)
-        return TripletDataset(self.train_set, {a: pos_a, b: pos_b}, {a: neg_a, b: neg_b})
+        return {a: pos_a, b: pos_b}, {a: neg_a, b: neg_b}
 
-    def train_epoch(self, epoch: int) -> dict:
-        """One epoch: mine, then one optimiser step per batch; returns the epoch's log record."""
+    def batches(self, epoch: int, positives: dict[str, torch.Tensor], negatives: dict[str, torch.Tensor]) -> TripletBatches:
+        """The augmented triplet batches of ``epoch`` for this process (seeded by epoch and rank)."""
         config, context = self.config, self.context
         seed = epoch_seed(config.seed, epoch)
-        triplets = self.mine(epoch)
-        seed_everything(seed + context.rank)  # augmentation differs per rank, mining does not
-        sampler = DistributedSampler(
-            triplets, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=seed
+        order = epoch_order(len(self.images), seed, context.rank, context.world_size)
+        return TripletBatches(
+            self.images, positives, negatives, order, config.train.batch_size, config.data.image_size,
+            config.data.hflip, self.normalisers, torch.Generator().manual_seed(seed + context.rank), self.device,
+            self.memory_format,
         )
-        loader = DataLoader(
-            triplets,
-            batch_size=config.train.batch_size,
-            sampler=sampler,
-            num_workers=config.data.num_workers,
-            worker_init_fn=_worker_init,
-            generator=torch.Generator().manual_seed(seed + context.rank),
-        )
-        self.step_module.train()
-        updated = torch.zeros(len(self.train_set), dtype=torch.bool)
-        names: list[str] = []
-        sums = torch.zeros(0, dtype=torch.float64)
-        seen = 0
+
+    def train_epoch(self, epoch: int) -> dict:
+        """One epoch: mine, then one optimiser step per batch; returns the epoch's log record.
+
+        Loss terms are summed on the training device and the code bank is updated there; both
+        are read back once, at the end of the epoch.
+        """
+        config, context = self.config, self.context
         start = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not self.progress, leave=False)
-        for batch in bar:
-            terms, size = self.train_step(batch)
-            updated[batch["index"]] = True
+        positives, negatives = self.mine(epoch)
+        mining_s = time.perf_counter() - start
+        seed_everything(epoch_seed(config.seed, epoch) + context.rank)  # any other global draw
+        batches = self.batches(epoch, positives, negatives)
+        self.step_module.train()
+        bank = {m: codes.to(self.device) for m, codes in self.bank.items()}
+        updated = torch.zeros(len(self.train_set), dtype=torch.bool, device=self.device)
+        names: list[str] = []
+        sums = torch.zeros(0, dtype=torch.float64, device=self.device)
+        start = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not self.progress, leave=False)
+        for number, batch in enumerate(bar):
+            terms, anchor_codes = self.train_step(batch)
+            index = batch.index.to(self.device)
+            for m, codes in anchor_codes.items():
+                bank[m][index] = torch.where(codes >= 0, 1, -1).to(torch.int8)
+            updated[index] = True
             if not names:
                 names = sorted(terms)
-                sums = torch.zeros(len(names) + 1, dtype=torch.float64)
-            sums += torch.tensor([terms[n] * size for n in names] + [size], dtype=torch.float64)
-            seen += size
-            bar.set_postfix(loss=f"{terms['total']:.3f}")
+                sums = torch.zeros(len(names) + 1, dtype=torch.float64, device=self.device)
+            size = len(batch.index)
+            sums += torch.stack([terms[n].double() * size for n in names] + [sums.new_tensor(size)])
+            if self.progress and number % PROGRESS_EVERY == 0:  # the only host read inside the epoch
+                bar.set_postfix(loss=f"{float(terms['total']):.3f}")
         elapsed = time.perf_counter() - start
         if context.is_distributed:
             torch.distributed.all_reduce(sums)
-            self.bank = {m: merge_bank_updates(bank, updated, context) for m, bank in self.bank.items()}
+        self.bank = {m: codes.cpu() for m, codes in bank.items()}
+        if context.is_distributed:
+            updated = updated.cpu()
+            self.bank = {m: merge_bank_updates(codes, updated, context) for m, codes in self.bank.items()}
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
-        total_seen = float(sums[-1]) if names else 0.0
+        totals = sums.cpu().tolist()
+        total_seen = totals[-1] if names else 0.0
         record = {
             "epoch": epoch,
             "lr": lr,
             "time_s": round(elapsed, 3),
+            "mining_s": round(mining_s, 3),
             "pairs_per_s": round(total_seen / elapsed, 2),
-            "mining_digest": mining_digest({**triplets.positives, **{f"{m}_neg": n for m, n in triplets.negatives.items()}}),
+            "mining_digest": mining_digest({**positives, **{f"{m}_neg": n for m, n in negatives.items()}}),
         }
-        record.update({name: float(value) / max(total_seen, 1.0) for name, value in zip(names, sums)})
+        record.update({name: value / max(total_seen, 1.0) for name, value in zip(names, totals)})
         if context.is_distributed:
             digests: list[str] = [""] * context.world_size
             torch.distributed.all_gather_object(digests, record["mining_digest"])
@@ -396,26 +413,53 @@ class Trainer:
                 raise RuntimeError(f"processes mined different triplets in epoch {epoch}: {digests}")
         return record
 
-    def train_step(self, batch: dict) -> tuple[dict[str, float], int]:
-        """Forward both branches on ``3B`` images each, backward, step; update the code bank."""
-        size = len(batch["index"])
-        images = {m: _role_major(batch[f"images_{m}"]).to(self.device, non_blocking=True) for m in self.modalities}
-        labels = {m: _role_major(batch[f"labels_{m}"]).to(self.device) for m in self.modalities}
+    def train_step(
+        self, batch: TripletBatch, clock: StepClock | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Forward both branches on ``3B`` images each, backward, step.
+
+        Returns the loss terms (detached, on the device) and the anchors' codes ``[B, K]`` per
+        modality. ``clock`` (benchmarks) is told when each phase ends.
+        """
+        size = len(batch.index)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.amp):
-            loss, terms, anchor_codes = self.step_module(images, labels, size)
+            loss, terms, anchor_codes = self.step_module(batch.images, batch.labels, size)
+        if clock is not None:
+            clock.lap("forward")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clock is not None:
+            clock.lap("backward")
         self.optimizer.step()
-        for m, codes in anchor_codes.items():
-            self.bank[m][batch["index"]] = torch.where(codes.cpu() >= 0, 1, -1).to(torch.int8)
-        return terms, size
+        if clock is not None:
+            clock.lap("optimiser")
+        return terms, anchor_codes
 
     def recalibrate(self) -> None:
-        """Re-estimate BatchNorm statistics on training pairs (``train.bn_recalibration_batches``)."""
+        """Re-estimate BatchNorm statistics on training pairs (``train.bn_recalibration_batches``).
+
+        The pairs are a seeded random subset, centre-cropped as for evaluation; with more
+        pairs than one batch, an incomplete last batch is left out.
+        """
         train = self.config.train
-        recalibrate_batchnorm(
-            self.model, self.calibration_set, train.batch_size, train.bn_recalibration_batches, self.device, self.config.seed
-        )
+        count = min(len(self.images), train.batch_size * train.bn_recalibration_batches)
+        if count == 0:
+            return  # keep the running averages of training
+        chosen = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.config.seed))[:count]
+        size = train.batch_size
+        stop = count - count % size if count > size else count
+        recalibrate_batchnorm(self.model, (self.eval_batch(chosen[i : i + size]) for i in range(0, stop, size)))
+
+    def eval_batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pairs ``index [B]`` per modality, centre-cropped and normalised: ``[B, C, S, S]``."""
+        size = self.config.data.image_size
+        crops = centre_crops(len(index), self.images.resize - size)
+        out = {}
+        for m in self.modalities:
+            source = self.images.images[m]
+            picked = source[index.to(source.device)].to(self.device)
+            out[m] = self.normalisers[m](crop_flip(picked, crops, size)).contiguous(memory_format=self.memory_format)
+        return out
 
     def validate(self) -> dict:
         """Cross-modal metrics on the validation pairs (each modality queries the other)."""
