@@ -58,7 +58,7 @@ print(json.dumps({
 def make_checkpoint(path: Path, bits: int, image_size: int, width: float) -> Path:
     from fgmd.config import load_config
     from fgmd.models import model_from_config
-    from fgmd.training.checkpoint import save_checkpoint
+    from fgmd.runtime.checkpoint import save_checkpoint
 
     config = load_config(None, [
         "data.modality={ms: {channels: 3}, pan: {channels: 1}}",

@@ -38,7 +38,7 @@ from _common import run_meta, write_json  # noqa: E402 (also puts src/ on sys.pa
 
 from fgmd.retrieval import Index, resolve_backend  # noqa: E402
 from fgmd.retrieval.backends import faiss_available  # noqa: E402
-from fgmd.retrieval.packing import popcount_rows, word_view  # noqa: E402
+from fgmd.codes import popcount_rows, word_view  # noqa: E402
 
 _CHUNK = 1_000_000
 

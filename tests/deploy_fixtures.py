@@ -18,7 +18,7 @@ from fgmd.config import load_config
 from fgmd.data.datasets import build_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.models import model_from_config
-from fgmd.training.checkpoint import load_checkpoint, save_checkpoint
+from fgmd.runtime.checkpoint import load_checkpoint, save_checkpoint
 from fgmd.training.trainer import fit
 
 

@@ -50,3 +50,37 @@ def test_cli_user_errors_are_short_and_name_the_problem(tmp_path):
     assert out.returncode == 2 and "model.bits" in out.stderr
     out = run_cli("eval", "--checkpoint", str(tmp_path / "missing.pt"))
     assert out.returncode == 2 and "missing.pt" in out.stderr
+
+
+def test_library_messages_name_no_command_line_flag():
+    """Only fgmd.cli spells flags; library errors are tagged with option names instead."""
+    import ast
+    import re
+
+    flag = re.compile(r"(^|[\s(])--[a-z][a-z-]*")
+    offenders = []
+    for path in Path(SRC, "fgmd").rglob("*.py"):
+        if "cli" in path.relative_to(SRC).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and flag.search(node.value):
+                if not isinstance(getattr(node, "parent", None), ast.Expr):
+                    offenders.append(f"{path.name}:{node.lineno}: {node.value.strip()[:60]}")
+    docstrings = {
+        f"{p.name}:{n.body[0].lineno}"
+        for p in Path(SRC, "fgmd").rglob("*.py")
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(n) is not None
+    }
+    assert [o for o in offenders if o.split(": ")[0] not in docstrings] == []
+
+
+def test_cli_adds_the_flag_for_an_option_a_library_error_names():
+    from fgmd.cli.main import build_parser, flag_hint
+    from fgmd.runtime.hints import suggest
+
+    parser = build_parser()
+    error = suggest(FileExistsError("x exists"), "append", "overwrite")
+    assert flag_hint(parser, "index", error) == " (see --append, --overwrite)"
+    assert flag_hint(parser, "search", error) == ""  # search has neither flag
+    assert flag_hint(parser, "index", FileExistsError("untagged")) == ""

@@ -11,7 +11,8 @@ from fgmd.api import load_model
 from fgmd.data.datasets import build_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.evaluate import encode_images
-from fgmd.retrieval import Index, IndexFileError, pack_codes
+from fgmd.codes import pack_codes
+from fgmd.retrieval import Index, IndexFileError
 from fgmd.retrieval import encode_archive
 from fgmd.retrieval.encode_archive import ArchiveError, build_index
 from fgmd.retrieval.identity import identity_mismatches, weights_sha256

@@ -12,7 +12,7 @@ import pytest
 import fgmd
 from deploy_fixtures import other_checkpoint, run_cli, tiny_checkpoint  # noqa: F401 (fixtures)
 from fgmd.data.datasets import build_dataset
-from fgmd.retrieval import hamming_distances, pack_codes
+from fgmd.codes import hamming_distances, pack_codes
 from fgmd.retrieval.encode_archive import build_index
 from fgmd.retrieval.image_search import IndexMismatchError
 

@@ -12,7 +12,7 @@ import torch
 
 from conftest import tiny_overrides
 from fgmd.config import load_config
-from fgmd.training.checkpoint import load_checkpoint
+from fgmd.runtime.checkpoint import load_checkpoint
 from fgmd.training.mining import mining_digest
 from fgmd.training.trainer import Trainer
 

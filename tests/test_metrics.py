@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from fgmd.codes import hamming_distance, sign_codes
 from fgmd.evaluation import (
-    binarize,
-    hamming_distance,
     hamming_ranking,
     pr_curve_by_radius,
     precision_recall_at_ranks,
@@ -351,15 +350,15 @@ def test_pr_curve_radius_with_no_retrieval_is_nan():
 # --------------------------------------------------------------------------------------
 
 
-def test_binarize_sign_with_zero_to_plus_one():
+def test_sign_rule_with_zero_to_plus_one():
     codes = torch.tensor([[-0.3, 0.0, 2.0, -0.0]])
-    assert binarize(codes).tolist() == [[-1, 1, 1, 1]]
-    assert binarize(codes).dtype == torch.int8
-    assert binarize(codes, torch.float32).dtype == torch.float32
+    assert sign_codes(codes).tolist() == [[-1, 1, 1, 1]]
+    assert sign_codes(codes).dtype == torch.int8
+    assert sign_codes(codes, torch.float32).dtype == torch.float32
     with pytest.raises(TypeError):
-        binarize(torch.tensor([[True, False]]))
+        sign_codes(torch.tensor([[True, False]]))
     with pytest.raises(ValueError):
-        binarize(torch.tensor([[0.5, math.nan]]))
+        sign_codes(torch.tensor([[0.5, math.nan]]))
 
 
 def test_float_tanh_codes_equal_sign_codes_and_zero_is_plus_one():
@@ -367,13 +366,13 @@ def test_float_tanh_codes_equal_sign_codes_and_zero_is_plus_one():
     qc[0, :4] = 0.0  # exact zeros
     dc[:10, 3] = 0.0
     from_float = retrieval_metrics(qc, dc, ql, dl, map_at_r=20)
-    from_sign = retrieval_metrics(binarize(qc), binarize(dc), ql, dl, map_at_r=20)
+    from_sign = retrieval_metrics(sign_codes(qc), sign_codes(dc), ql, dl, map_at_r=20)
     zeros_as_plus = retrieval_metrics(
         torch.where(qc == 0, 1.0, qc), torch.where(dc == 0, 1.0, dc), ql, dl, map_at_r=20
     )
     assert from_float == from_sign == zeros_as_plus
     curve_float = pr_curve_by_radius(qc, dc, ql, dl)
-    curve_sign = pr_curve_by_radius(binarize(qc), binarize(dc), ql, dl)
+    curve_sign = pr_curve_by_radius(sign_codes(qc), sign_codes(dc), ql, dl)
     for a, b in zip(curve_float, curve_sign):
         np.testing.assert_array_equal(a, b)
 

@@ -1,6 +1,7 @@
 import torch
 
-from fgmd.training.mining import hamming_matrix, hardest_candidates, mine_triplets
+from fgmd.codes import hamming_pm1
+from fgmd.training.mining import hardest_candidates, mine_triplets
 
 
 def codes(rows):
@@ -11,9 +12,9 @@ def one_hot(labels, num_classes):
     return torch.nn.functional.one_hot(torch.tensor(labels), num_classes).float()
 
 
-def test_hamming_matrix_counts_differing_bits():
-    a = codes([[1, 1, 1, 1], [-1, -1, -1, -1]])
-    assert hamming_matrix(a, a).tolist() == [[0, 4], [4, 0]]
+def test_hamming_pm1_counts_differing_bits():
+    a = codes([[1, 1, 1, 1], [-1, -1, -1, -1], [1, -1, 1, 1]])
+    assert hamming_pm1(a, a).tolist() == [[0, 4, 1], [4, 0, 3], [1, 3, 0]]
 
 
 def test_hardest_positives_and_negatives_on_a_toy_set():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fgmd.retrieval import Index, IndexFileError, pack_codes
+from fgmd.codes import pack_codes
+from fgmd.retrieval import Index, IndexFileError
 from fgmd.retrieval.backends import faiss_available
 from fgmd.retrieval.index_file import MAGIC
 
@@ -70,7 +71,7 @@ def test_round_trip_without_labels_and_empty(tmp_path):
     empty = Index.load(tmp_path / "empty.idx")
     assert len(empty) == 0 and list(empty.ids) == []
     assert empty.search(codes, 3).indices.shape == (5, 0)
-    assert [len(i) for i, _ in empty.radius_search(codes, 3)] == [0] * 5
+    assert [len(hits.indices) for hits in empty.radius_search(codes, 3)] == [0] * 5
 
 
 def test_append_save_load(tmp_path, index):
@@ -220,6 +221,6 @@ def test_index_search_backends_agree(index, backend):
     np.testing.assert_array_equal(result.indices, expected.indices)
     np.testing.assert_array_equal(result.distances, expected.distances)
     assert index.backend(backend) is index.backend(backend)  # built once, cached
-    for (indices, distances), row in zip(index.radius_search(queries, 12, backend), expected.distances):
+    for (distances, indices), row in zip(index.radius_search(queries, 12, backend), expected.distances):
         assert (distances <= 12).all() and np.all(np.diff(distances) >= 0)
         assert len(indices) >= (row <= 12).sum()

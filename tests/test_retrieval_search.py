@@ -4,9 +4,9 @@ codes, Python ``sorted`` by (distance, index). Clustered short codes make many t
 import numpy as np
 import pytest
 
-from fgmd.retrieval import radius_search, resolve_backend, search_topk
+from fgmd.retrieval import Hits, radius_search, resolve_backend, search_topk
 from fgmd.retrieval.backends import MultiIndexHashing, NumpyBruteForce, faiss_available
-from fgmd.retrieval.packing import unpack_codes
+from fgmd.codes import unpack_codes
 
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed")
 BACKENDS = ["numpy", pytest.param("faiss", marks=needs_faiss), "mih"]
@@ -79,7 +79,10 @@ def test_radius_equals_reference(data, backend, radius):
     _, queries, db, rankings, distances = data
     results = radius_search(queries, db, radius, backend)
     assert len(results) == len(queries)
-    for row, (indices, found) in enumerate(results):
+    for row, hits in enumerate(results):
+        assert isinstance(hits, Hits)
+        found, indices = hits  # faiss order, as TopK: distances first
+        assert found is hits.distances and indices is hits.indices
         expected = [i for i in rankings[row] if distances[row, i] <= radius]
         assert indices.dtype == np.int64 and found.dtype == np.int32
         assert indices.tolist() == expected
@@ -96,7 +99,7 @@ def test_mih_probing_is_exact(bits, substrings):
     for k in (1, 10, 100, 3001):
         assert_topk_matches(mih.topk(queries, k), rankings, distances, k)
     for radius in (0, 3, 7):
-        for row, (indices, _) in enumerate(mih.radius(queries, radius)):
+        for row, (_, indices) in enumerate(mih.radius(queries, radius)):
             assert indices.tolist() == [i for i in rankings[row] if distances[row, i] <= radius]
 
 
@@ -142,7 +145,7 @@ def test_empty_database_and_argument_checks():
     empty = np.zeros((0, 4), dtype=np.uint8)
     result = search_topk(queries, empty, 5, "numpy")
     assert result.indices.shape == (3, 0)
-    assert all(len(indices) == 0 for indices, _ in radius_search(queries, empty, 3, "numpy"))
+    assert all(len(hits.indices) == 0 for hits in radius_search(queries, empty, 3, "numpy"))
     db = np.zeros((10, 4), dtype=np.uint8)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         search_topk(queries, db, 0)

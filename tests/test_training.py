@@ -8,7 +8,8 @@ from fgmd.api import evaluate_checkpoint, load_model
 from fgmd.config import ConfigError, load_config
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.evaluate import evaluate_model
-from fgmd.training.checkpoint import CheckpointError, load_checkpoint
+from fgmd.runtime.hints import suggested_options
+from fgmd.runtime.checkpoint import CheckpointError, load_checkpoint
 from fgmd.training.trainer import Trainer, fit, split_validation
 
 
@@ -95,8 +96,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tiny_config, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         fit(config, progress=False)
     monkeypatch.setattr(Trainer, "train_epoch", original)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="resume it") as refused:
         fit(config, progress=False)
+    assert "--" not in str(refused.value) and suggested_options(refused.value) == ("resume",)
     resumed = fit(config, resume=True, progress=False)
 
     a = load_checkpoint(reference.run_dir / "last.pt")

@@ -122,7 +122,7 @@ def test_ir_options_and_band_check(tmp_path):
 
 
 def test_missing_lists_show_how_to_prepare(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="fgmd prepare vais"):
+    with pytest.raises(DatasetNotFoundError, match="prepare vais"):
         VAISDataset(tmp_path, "train")
     with pytest.raises(ConfigError, match=r"data.modalities must be \['visible', 'ir'\]"):
         load_config(None, ["data.format=vais", "data.modalities=[rgb, ir]"])

@@ -94,7 +94,7 @@ def test_train_start_stops_on_errors_and_logs_warnings(folder, caplog):
 
 
 def test_trainer_stores_percentile_scaling_in_its_config(folder, tmp_path):
-    from fgmd.training.checkpoint import load_checkpoint
+    from fgmd.runtime.checkpoint import load_checkpoint
     from fgmd.training.trainer import Trainer
 
     config = folder_config(

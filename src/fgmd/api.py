@@ -22,8 +22,8 @@ from fgmd.data.radiometry import build_readers
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
-from fgmd.training.checkpoint import load_checkpoint
-from fgmd.training.distributed import init_distributed
+from fgmd.runtime.checkpoint import load_checkpoint
+from fgmd.runtime.distributed import init_distributed
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[FGMD, Config]:

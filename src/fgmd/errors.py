@@ -6,7 +6,7 @@ from fgmd.data.io import ImageReadError
 from fgmd.retrieval.encode_archive import ArchiveError
 from fgmd.retrieval.image_search import IndexMismatchError
 from fgmd.retrieval.index_file import IndexFileError
-from fgmd.training.checkpoint import CheckpointError
+from fgmd.runtime.checkpoint import CheckpointError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,

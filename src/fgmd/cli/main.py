@@ -32,8 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flag_hint(parser: argparse.ArgumentParser, command: str, error: BaseException) -> str:
+    """`` (see --a, --b)`` for the options a library error was tagged with (``fgmd.runtime.hints``)
+    that ``command`` has as flags; empty when it has none of them."""
+    from fgmd.runtime.hints import suggested_options
+
+    options = suggested_options(error)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    actions = subparsers.choices[command]._actions
+    flags = [a.option_strings[-1] for o in options for a in actions if a.dest == o and a.option_strings]
+    return f" (see {', '.join(flags)})" if flags else ""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from fgmd.allocator import tune_cpu_allocator
     from fgmd.errors import USER_ERRORS
 
@@ -43,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command.run(args)
     except USER_ERRORS as error:
-        print(f"fgmd {args.command}: error: {error}", file=sys.stderr)
+        print(f"fgmd {args.command}: error: {error}{flag_hint(parser, args.command, error)}", file=sys.stderr)
         return 2
 
 

@@ -1,16 +1,8 @@
-"""Plain-text tables for the terminal."""
+"""Terminal tables of evaluation results."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A markdown table (readable as plain text too); floats printed with 4 decimals."""
-    cells = [[f"{c:.4f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"  # noqa: E731
-    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
+from fgmd.tables import render_table
 
 
 def metrics_table(metrics: dict) -> str:

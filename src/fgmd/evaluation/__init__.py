@@ -1,8 +1,6 @@
 """Retrieval evaluation: Hamming ranking and hashing metrics (see ``metrics``)."""
 
 from fgmd.evaluation.metrics import (
-    binarize,
-    hamming_distance,
     hamming_ranking,
     pr_curve_by_radius,
     precision_recall_at_ranks,
@@ -11,8 +9,6 @@ from fgmd.evaluation.metrics import (
 )
 
 __all__ = [
-    "binarize",
-    "hamming_distance",
     "hamming_ranking",
     "pr_curve_by_radius",
     "precision_recall_at_ranks",

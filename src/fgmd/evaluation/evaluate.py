@@ -19,7 +19,7 @@ from fgmd.config import EvalConfig
 from fgmd.data.datasets.base import ModalityImages
 from fgmd.evaluation.metrics import retrieval_metrics
 from fgmd.models import FGMD
-from fgmd.training.distributed import DistContext, gather_rows
+from fgmd.runtime.distributed import DistContext, gather_rows
 
 
 @torch.no_grad()

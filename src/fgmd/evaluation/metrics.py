@@ -4,8 +4,8 @@ Shapes: ``Q`` queries, ``N`` database items, ``K`` bits, ``L`` classes.
 
 Conventions, shared by every function here:
 
-- Codes are ``[*, K]`` real-valued (e.g. tanh outputs) or ±1. They are binarised with the
-  sign, and ``0`` maps to ``+1``.
+- Codes are ``[*, K]`` real-valued (e.g. tanh outputs) or ±1, read with the sign rule of
+  ``fgmd.codes`` (``0`` maps to ``+1``).
 - Relevance: a query and a database item are relevant when they share at least one label.
   Labels are multi-hot ``[*, L]`` (single-label data is one-hot); any entry ``> 0`` counts
   as a label.
@@ -26,53 +26,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from fgmd.codes import hamming_distance, hamming_pm1, sign_codes
+
 _BLOCK_ENTRIES = 1 << 24  # default query-block size: ~16M query x database entries
-
-
-def binarize(codes: torch.Tensor, dtype: torch.dtype = torch.int8) -> torch.Tensor:
-    """Sign-binarise hash codes; ``0`` maps to ``+1``.
-
-    Args:
-        codes: ``[N, K]`` real-valued or ±1 codes (not boolean: {0, 1} bits are ambiguous).
-        dtype: dtype of the result (``torch.int8`` by default; any float or signed int).
-
-    Returns:
-        ``[N, K]`` tensor of ``dtype`` with values in {-1, +1}.
-    """
-    codes = torch.as_tensor(codes)
-    if codes.dtype == torch.bool:
-        raise TypeError("boolean codes are ambiguous; pass real-valued or ±1 codes")
-    if codes.is_floating_point() and torch.isnan(codes).any():
-        raise ValueError("codes contain NaN")
-    one = torch.ones((), dtype=dtype, device=codes.device)
-    return torch.where(codes >= 0, one, -one)
-
-
-def hamming_distance(query_codes: torch.Tensor, db_codes: torch.Tensor) -> torch.Tensor:
-    """Exact Hamming distances between sign-binarised codes.
-
-    Args:
-        query_codes: ``[Q, K]`` real-valued or ±1 codes.
-        db_codes: ``[N, K]`` real-valued or ±1 codes.
-
-    Returns:
-        ``[Q, N]`` int32 distances in ``[0, K]``.
-    """
-    q = binarize(query_codes, torch.float32)
-    d = binarize(db_codes, torch.float32).to(q.device)
-    _check_pair(q, d, "codes", "[Q, K] and [N, K]")
-    return _hamming_pm1(q, d)
-
-
-def _hamming_pm1(query: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
-    """``[Q, K]``, ``[N, K]`` float32 ±1 codes -> ``[Q, N]`` int32 Hamming distances.
-
-    The distance is ``(K - q·d) / 2``. Every product, partial sum and the result are
-    integers below ``2**24``, so float32 holds them exactly for ``K < 2**24`` (also under
-    TF32/bf16 matmul modes: their inputs represent ±1 exactly and they accumulate in
-    float32); the conversion to int32 is therefore exact.
-    """
-    return ((query.shape[1] - query @ db.T) * 0.5).to(torch.int32)
 
 
 def _check_pair(query: torch.Tensor, db: torch.Tensor, what: str, shapes: str) -> None:
@@ -130,8 +86,8 @@ def _blocks(
     """
     query_codes = torch.as_tensor(query_codes)
     device = query_codes.device
-    qb = binarize(query_codes, torch.float32)
-    db = binarize(torch.as_tensor(db_codes).to(device), torch.float32)
+    qb = sign_codes(query_codes, torch.float32)
+    db = sign_codes(torch.as_tensor(db_codes).to(device), torch.float32)
     ql = torch.as_tensor(query_labels).to(device)
     dl = torch.as_tensor(db_labels).to(device)
     _check_pair(qb, db, "codes", "[Q, K] and [N, K]")
@@ -150,7 +106,7 @@ def _blocks(
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     for start in range(0, num_queries, chunk_size):
         stop = start + chunk_size
-        yield _hamming_pm1(qb[start:stop], db), relevance(ql[start:stop], dl)
+        yield hamming_pm1(qb[start:stop], db), relevance(ql[start:stop], dl)
 
 
 def _ranked_hits(

@@ -26,12 +26,13 @@ import torch
 from fgmd.config import Config
 from fgmd.data.datasets import build_dataset
 from fgmd.data.transforms import build_transforms
-from fgmd.device import resolve_device
+from fgmd.runtime.device import resolve_device
 from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images
-from fgmd.evaluation.metrics import binarize, hamming_distance, pr_curve_by_radius, precision_recall_at_ranks, relevance
+from fgmd.codes import hamming_distance, sign_codes
+from fgmd.evaluation.metrics import pr_curve_by_radius, precision_recall_at_ranks, relevance
 from fgmd.evaluation import plots
 from fgmd.models import model_from_config
-from fgmd.training.checkpoint import load_checkpoint
+from fgmd.runtime.checkpoint import load_checkpoint
 
 REPORT_DIR = "report"
 
@@ -66,7 +67,7 @@ def degenerate_code_warnings(codes: dict[str, torch.Tensor], role: str) -> list[
     """
     warnings = []
     for modality, values in codes.items():
-        distinct = len(torch.unique(binarize(values), dim=0))
+        distinct = len(torch.unique(sign_codes(values), dim=0))
         if len(values) > 1 and distinct <= max(1, len(values) // 50):
             warnings.append(
                 f"{len(values)} {role} codes of {modality} take only {distinct} distinct value(s): distances tie, "

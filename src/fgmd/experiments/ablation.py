@@ -57,7 +57,7 @@ def encoder_timings(
     configs: dict[str, Config], repeats: int = 5, batch_sizes: Sequence[int] = TIMING_BATCH_SIZES
 ) -> dict[str, dict[int, float]]:
     """ms per image per branch of every variant, measured side by side (see ``measure_encode_time``)."""
-    from fgmd.device import resolve_device
+    from fgmd.runtime.device import resolve_device
     from fgmd.models import measure_encode_time, model_from_config
 
     first = next(iter(configs.values()))
@@ -75,7 +75,7 @@ def run_ablation(
     on_run: Callable[[str, RunSummary], None] | None = None,
 ) -> AblationResult:
     """Train/evaluate the variants (all by default, in table order) and write the ablation table."""
-    from fgmd.training.checkpoint import load_checkpoint
+    from fgmd.runtime.checkpoint import load_checkpoint
 
     variants = list(variants or VARIANTS)
     unknown = [v for v in variants if v not in VARIANTS]
@@ -122,7 +122,7 @@ def run_ablation(
     columns = list(rows[0])
     hidden = {"fdfsp", "adf", "damd", "params", "run_dir", "val_map_mean", "last_epoch"}
     md_columns = [c for c in columns if c not in hidden]
-    from fgmd.device import resolve_device
+    from fgmd.runtime.device import resolve_device
 
     device = resolve_device(next(iter(configs.values())).train.device)
     notes = [

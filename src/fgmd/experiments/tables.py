@@ -6,23 +6,12 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-
-def format_cell(value: object) -> str:
-    """Markdown cell text: floats with 4 decimals, ``None`` as an en dash."""
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+from fgmd.tables import render_table
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], titles: dict[str, str]) -> str:
     """A markdown table of ``rows`` (dicts) restricted to ``columns``, headed by ``titles``."""
-    header = [titles.get(c, c) for c in columns]
-    body = [[format_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)])
+    return render_table([titles.get(c, c) for c in columns], [[row.get(c) for c in columns] for row in rows])
 
 
 def write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> Path:

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader
 from fgmd.api import load_model
 from fgmd.data.transforms import ModalityTransform
 from fgmd.retrieval.encode_archive import ArchiveSource, SourceImages, collate_images, folder_source, split_source
-from fgmd.retrieval.packing import pack_codes
+from fgmd.codes import pack_codes
+from fgmd.tables import render_table
 from fgmd.retrieval.search import search_topk
 
 from .onnx import INPUT_NAME
@@ -191,8 +192,6 @@ def check_onnx(
 
 def parity_table(report: ParityReport) -> str:
     """The report as two markdown tables."""
-    from fgmd.cli.tables import render_table
-
     branches = render_table(
         ["branch", "images", "bits compared", "bits flipped", "flip rate", "max |Δcode|"],
         [

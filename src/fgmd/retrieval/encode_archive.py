@@ -58,12 +58,13 @@ from fgmd.data.io import SUPPORTED_EXTENSIONS, ImageReadError, read_image
 from fgmd.data.transforms import ModalityTransform, build_transforms
 from fgmd.models import model_from_config
 from fgmd.models.encoder import ModalityEncoder
-from fgmd.training.checkpoint import load_checkpoint
-from fgmd.training.distributed import barrier, init_distributed
+from fgmd.runtime.checkpoint import load_checkpoint
+from fgmd.runtime.distributed import barrier, init_distributed
+from fgmd.runtime.hints import suggest
 
 from .identity import encoder_identity, identity_mismatches
 from .index_file import Index, IndexFileError
-from .packing import as_packed
+from fgmd.codes import as_packed
 
 __all__ = [
     "ArchiveError",
@@ -77,6 +78,7 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_SIZE = 10_000
+_SKIP_HINT = " (skipping unreadable images leaves such images out)"
 CHUNK_PATTERN = "chunk-{:06d}.fgidx"
 
 
@@ -166,8 +168,11 @@ def folder_source(folder: str | os.PathLike, recursive: bool = False) -> Archive
         nested = not recursive and any(
             sub.is_dir() and any(is_image(name) for name in os.listdir(sub)) for sub in folder.iterdir()
         )
-        hint = " (its subfolders have images: pass --recursive)" if nested else ""
-        raise ArchiveError(f"no image files ({' '.join(sorted(SUPPORTED_EXTENSIONS))}) in {folder}{hint}")
+        error = ArchiveError(
+            f"no image files ({' '.join(sorted(SUPPORTED_EXTENSIONS))}) in {folder}"
+            + (" (its subfolders have images: include them recursively)" if nested else "")
+        )
+        raise suggest(error, "recursive") if nested else error
     ids = sorted(found)
     return ArchiveSource(ids, [found[i] for i in ids], None, str(folder), f"folder {folder}")
 
@@ -230,13 +235,14 @@ def encode_source(
     device: torch.device | str = "cpu",
     skip_unreadable: bool = False,
     on_batch: Callable[[int], None] | None = None,
-    hint: str = " (pass --skip-unreadable to leave such images out)",
+    offer_skip: bool = True,
 ) -> tuple[np.ndarray, list[int], list[tuple[int, str, str]]]:
     """Encode the items of ``source`` at ``positions`` (in that order).
 
     Returns ``(packed codes [n, K/8] uint8, positions encoded, skipped [(position, path,
-    reason)])``. An unreadable image raises ``ImageReadError`` (its reason followed by
-    ``hint``) unless ``skip_unreadable``.
+    reason)])``. An unreadable image raises ``ImageReadError`` unless ``skip_unreadable``;
+    with ``offer_skip`` its message suggests skipping (and names that option, see
+    ``fgmd.runtime.hints``).
     """
     encoder.eval()
     loader = DataLoader(
@@ -254,7 +260,9 @@ def encode_source(
         if batch["errors"]:
             if not skip_unreadable:
                 _, path, reason = batch["errors"][0]
-                raise ImageReadError(path, reason + hint)
+                if not offer_skip:
+                    raise ImageReadError(path, reason)
+                raise suggest(ImageReadError(path, reason + _SKIP_HINT), "skip_unreadable")
             skipped += batch["errors"]
         if batch["images"] is not None:
             output = encoder.encode(batch["images"].to(device)).float().cpu()
@@ -337,7 +345,7 @@ def _read_chunk(
     skipped = stored_info.get("skipped", [])
     if skipped and not skip_unreadable:
         _, bad_path, reason = skipped[0]
-        raise ImageReadError(bad_path, f"{reason} (pass --skip-unreadable to leave such images out)")
+        raise suggest(ImageReadError(bad_path, reason + _SKIP_HINT), "skip_unreadable")
     return chunk, skipped
 
 
@@ -394,13 +402,15 @@ def build_index(
     """
     out = Path(out)
     if (split is None) == (folder is None):
-        raise ArchiveError("give exactly one of a split (--split) or a folder (--folder)")
+        raise suggest(ArchiveError("give exactly one of a split or a folder"), "split", "folder")
     if chunk_size < 1 or batch_size < 1 or num_workers < 0:
         raise ArchiveError("chunk size and batch size must be positive, workers non-negative")
     if append and overwrite:
-        raise ArchiveError("--append and --overwrite exclude each other")
+        raise suggest(ArchiveError("appending and overwriting exclude each other"), "append", "overwrite")
     if out.exists() and not (append or overwrite):
-        raise FileExistsError(f"{out} exists: pass --append to add new images to it, or --overwrite to replace it")
+        raise suggest(
+            FileExistsError(f"{out} exists: append to add new images to it, or overwrite to replace it"), "append", "overwrite"
+        )
     if out.is_dir():
         raise ArchiveError(f"{out} is a folder; give the index file name")
     if not out.parent.is_dir():

@@ -24,7 +24,7 @@ import torch
 from fgmd.config import Config
 from fgmd.data.transforms import build_transforms
 from fgmd.models import FGMD, model_from_config
-from fgmd.training.checkpoint import load_checkpoint
+from fgmd.runtime.checkpoint import load_checkpoint
 
 from .encode_archive import ArchiveError, ArchiveSource, encode_source, split_source
 from .identity import encoder_identity, identity_mismatches
@@ -149,7 +149,7 @@ def search_images(
         batch_size=batch_size,
         num_workers=num_workers,
         device=device,
-        hint="",
+        offer_skip=False,
     )
     labels = index.labels
     results = []
@@ -157,8 +157,8 @@ def search_images(
         answers = index.radius_search(codes, radius, backend)
     else:
         top = index.search(codes, k, backend)
-        answers = list(zip(top.indices, top.distances))
-    for position, (hits, distances) in zip(kept, answers):
+        answers = list(zip(top.distances, top.indices))
+    for position, (distances, hits) in zip(kept, answers):
         results.append(
             QueryResult(
                 source.ids[position],

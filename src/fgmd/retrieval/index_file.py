@@ -16,7 +16,7 @@ File format, version 1 (little-endian; sizes in bytes)::
 The payload holds the sections, each at a 64-byte aligned offset (relative to ``P``),
 zero padding in between::
 
-    codes   [N, K/8] uint8 packed codes, row-major (see ``fgmd.retrieval.packing``)
+    codes   [N, K/8] uint8 packed codes, row-major (see ``fgmd.codes``)
     ids     UTF-8, every id followed by b"\\n" (see ``fgmd.retrieval.ids``)
     labels  [N, ceil(L/8)] uint8, multi-hot labels packed with np.packbits(axis=1)
             (big-endian bit order); present only when the index has labels
@@ -50,8 +50,8 @@ import numpy as np
 import torch
 
 from .ids import IdList
-from .packing import as_packed
-from .ranking import TopK
+from fgmd.codes import as_packed
+from .ranking import Hits, TopK
 from .search import Backend, build_backend, check_k, check_radius, empty_radius, empty_topk, resolve_backend
 
 MAGIC = b"FGMDIDX1"
@@ -276,9 +276,9 @@ class Index:
         backend: str = "auto",
         *,
         mih_substrings: int | None = None,
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    ) -> list[Hits]:
         """Every item within Hamming distance ``radius`` (inclusive) of each query: one
-        ``(indices int64, distances int32)`` pair per query, sorted by (distance, position)."""
+        ``Hits(distances int32, indices int64)`` per query, sorted by (distance, position)."""
         radius = check_radius(radius)
         queries = as_packed(queries, self._bits, "query codes")
         if len(self) == 0:

@@ -28,6 +28,15 @@ class TopK(NamedTuple):
     indices: np.ndarray
 
 
+class Hits(NamedTuple):
+    """Result of a radius search for one query: ``distances [m]`` int32 and ``indices [m]``
+    int64 (database positions), sorted by (distance, position). Same field order as ``TopK``
+    (and faiss): distances first."""
+
+    distances: np.ndarray
+    indices: np.ndarray
+
+
 def kth_smallest(distances: np.ndarray, k: int, max_distance: int) -> int:
     """Smallest ``t`` with at least ``k`` entries ``<= t``: the k-th smallest distance.
 
@@ -92,17 +101,16 @@ def select_topk(
 
 def select_radius(
     distances: np.ndarray, radius: int, positions: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Hits:
     """All candidates within ``radius`` (inclusive), sorted by (distance, position).
 
-    Arguments as in ``select_topk``. Returns ``(positions [m] int64, distances [m] int32)``
-    (the order used by ``radius_search`` results).
+    Arguments as in ``select_topk``.
     """
     chosen = np.flatnonzero(distances <= radius)
     chosen_distances = distances[chosen]
     chosen_positions = chosen if positions is None else positions[chosen]
     order = _order(chosen_distances, chosen_positions)
-    return chosen_positions[order].astype(np.int64), chosen_distances[order].astype(np.int32)
+    return Hits(chosen_distances[order].astype(np.int32), chosen_positions[order].astype(np.int64))
 
 
 def stack_topk(rows: list[tuple[np.ndarray, np.ndarray]], k: int) -> TopK:

@@ -21,8 +21,8 @@ from typing import Protocol
 import numpy as np
 
 from .backends import FaissFlat, MultiIndexHashing, NumpyBruteForce, faiss_available
-from .packing import check_packed
-from .ranking import TopK
+from fgmd.codes import check_packed
+from .ranking import Hits, TopK
 
 BACKENDS = ("auto", "numpy", "faiss", "mih")
 # "auto" picks MIH from this many items on. Measured with benchmarks/bench_search.py (one
@@ -44,7 +44,7 @@ class Backend(Protocol):
 
     def topk(self, queries_packed: np.ndarray, k: int) -> TopK: ...
 
-    def radius(self, queries_packed: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]: ...
+    def radius(self, queries_packed: np.ndarray, radius: int) -> list[Hits]: ...
 
 
 def resolve_backend(backend: str, n_items: int, bits: int) -> str:
@@ -89,9 +89,9 @@ def empty_topk(n_queries: int) -> TopK:
     return TopK(np.empty((n_queries, 0), dtype=np.int32), np.empty((n_queries, 0), dtype=np.int64))
 
 
-def empty_radius(n_queries: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The radius answer on an empty database: ``Q`` empty ``(indices, distances)`` pairs."""
-    return [(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)) for _ in range(n_queries)]
+def empty_radius(n_queries: int) -> list[Hits]:
+    """The radius answer on an empty database: ``Q`` empty ``Hits``."""
+    return [Hits(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64)) for _ in range(n_queries)]
 
 
 def _check_inputs(query_packed: np.ndarray, db_packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -143,11 +143,11 @@ def radius_search(
     backend: str = "auto",
     *,
     mih_substrings: int | None = None,
-) -> list[tuple[np.ndarray, np.ndarray]]:
+) -> list[Hits]:
     """Every item within Hamming distance ``radius`` (inclusive) of each query.
 
-    Arguments as in ``search_topk``. Returns one ``(indices [m_q] int64, distances [m_q]
-    int32)`` pair per query, sorted by (distance, position).
+    Arguments as in ``search_topk``. Returns one ``Hits(distances [m_q] int32, indices [m_q]
+    int64)`` per query, sorted by (distance, position) — the field order of ``TopK``.
     """
     radius = check_radius(radius)
     query_packed, db_packed, bits = _check_inputs(query_packed, db_packed)

@@ -14,16 +14,11 @@ import hashlib
 
 import torch
 
+from fgmd.codes import hamming_pm1
+
 # Anchors per block of the [block, N] distance/key matrices: about 2**24 entries per matrix
 # (a few int64 matrices live at once: ~0.5 GB at any N), at most 1024 rows.
 _BLOCK_ENTRIES = 2**24
-
-
-def hamming_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamming distances ``[Na, Nb]`` (int64) between ±1 codes ``a [Na,K]`` and ``b [Nb,K]``."""
-    bits = a.shape[1]
-    inner = torch.round(a.double() @ b.double().T).long()
-    return (bits - inner) // 2
 
 
 def hardest_candidates(
@@ -55,10 +50,10 @@ def hardest_candidates(
     pos_out, neg_out = torch.empty(n, k_eff, dtype=torch.long), torch.empty(n, k_eff, dtype=torch.long)
     num_pos, num_neg = torch.empty(n, dtype=torch.long), torch.empty(n, dtype=torch.long)
     label_matrix = labels.float()
-    other_codes = other_codes.double()  # once, not per block (hamming_matrix works in float64)
+    other_codes = other_codes.float()  # once, not per block
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        dist = hamming_matrix(anchor_codes[start:stop], other_codes)
+        dist = hamming_pm1(anchor_codes[start:stop].float(), other_codes).long()
         match = (label_matrix[start:stop] @ label_matrix.T) > 0
         # Unique keys: distance first, then index (ascending for negatives, lower index wins for positives).
         neg_key = (dist * n + index).masked_fill(match, torch.iinfo(torch.long).max)

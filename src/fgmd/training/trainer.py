@@ -43,8 +43,9 @@ from fgmd.training.batches import (
     ResizedImages, TripletBatch, TripletBatches, centre_crops, crop_flip, epoch_order, normalisers,
 )
 from fgmd.training.batchnorm import recalibrate_batchnorm
-from fgmd.training.checkpoint import load_checkpoint, save_checkpoint
-from fgmd.training.distributed import barrier, init_distributed, merge_bank_updates
+from fgmd.runtime.hints import suggest
+from fgmd.runtime.checkpoint import load_checkpoint, save_checkpoint
+from fgmd.runtime.distributed import barrier, init_distributed, merge_bank_updates
 from fgmd.training.mining import mine_triplets, mining_digest
 from fgmd.training.objective import FGMDObjective
 
@@ -279,8 +280,9 @@ class Trainer:
         if resume:
             self.load_state(load_checkpoint(last_path))
         elif last_path.exists():
-            raise FileExistsError(
-                f"{self.run_dir} already holds a run (last.pt); pass --resume to continue it or choose another out_dir"
+            raise suggest(
+                FileExistsError(f"{self.run_dir} already holds a run (last.pt); resume it or choose another out_dir"),
+                "resume",
             )
         log_path = self.run_dir / "log.jsonl"
         if main:

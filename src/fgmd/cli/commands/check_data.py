@@ -6,7 +6,7 @@ import argparse
 import json
 
 from fgmd.cli.common import add_overrides, add_quiet
-from fgmd.cli.tables import render_table
+from fgmd.tables import render_table
 
 NAME = "check-data"
 HELP = "check a dataset (layout, lists, labels, images, leakage) and summarise it"

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fgmd.retrieval.encode_archive import build_index
-    from fgmd.training.distributed import init_distributed
+    from fgmd.runtime.distributed import init_distributed
 
     result = build_index(
         args.checkpoint,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fgmd.cli.common import add_overrides
-from fgmd.cli.tables import render_table
+from fgmd.tables import render_table
 
 NAME = "info"
 HELP = "parameters and MACs of FG-MD and the plain baseline, compared with the paper's ~22M claim"

@@ -61,7 +61,7 @@ def render(results, fmt: str, meta: dict) -> str:
         writer.writerow(["query", "rank", "id", "distance"])
         writer.writerows(rows(results))
         return buffer.getvalue()
-    from fgmd.cli.tables import render_table
+    from fgmd.tables import render_table
 
     return render_table(["query", "rank", "id", "distance"], rows(results)) + "\n"
 

@@ -197,7 +197,7 @@ def expected_layout(data: DataConfig | None = None) -> str:
     return (
         "  <root>/train_pairs.csv, query_visible.csv, query_ir.csv, database_visible.csv, database_ir.csv,\n"
         f"  <root>/{FINE_CLASSES_FILE}\n"
-        "  written by: fgmd prepare vais --root <VAIS folder with annotations.txt> --out <root>"
+        "  written by prepare_vais(<VAIS folder with annotations.txt>, <root>) (the 'prepare vais' command)"
     )
 
 

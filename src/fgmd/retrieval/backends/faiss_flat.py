@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from ..ranking import TopK, select_radius, select_topk, stack_topk
+from ..ranking import Hits, TopK, select_radius, select_topk, stack_topk
 
 
 @functools.lru_cache(maxsize=1)
@@ -70,8 +70,8 @@ class FaissFlat:
                 candidates[row] = found
         return stack_topk([select_topk(d, k_eff, self.bits, positions=p) for d, p in candidates], k_eff)
 
-    def radius(self, queries_packed: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """All items within ``radius`` per query: list of ``(indices, distances)``."""
+    def radius(self, queries_packed: np.ndarray, radius: int) -> list[Hits]:
+        """All items within ``radius`` per query: one ``Hits(distances, indices)`` each."""
         return [
             select_radius(d, radius, positions=p)
             for d, p in _range_candidates(self.index, queries_packed, radius + 1)

@@ -41,8 +41,8 @@ import math
 
 import numpy as np
 
-from ..packing import popcount_rows, word_view
-from ..ranking import TopK, select_radius, select_topk, stack_topk
+from fgmd.codes import popcount_rows, word_view
+from ..ranking import Hits, TopK, select_radius, select_topk, stack_topk
 from .numpy_brute import NumpyBruteForce
 
 # Longest substring: its bits must fit one uint64 read from at most 8 bytes.
@@ -339,8 +339,8 @@ class MultiIndexHashing:
                 rows.append(select_topk(found[0], k_eff, self.bits, positions=found[1]))
         return stack_topk(rows, k_eff)
 
-    def radius(self, queries_packed: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """All items within ``radius`` per query: list of ``(indices, distances)``."""
+    def radius(self, queries_packed: np.ndarray, radius: int) -> list[Hits]:
+        """All items within ``radius`` per query: one ``Hits(distances, indices)`` each."""
         results = []
         for keys, words in zip(self._query_keys(queries_packed), word_view(queries_packed)):
             found = self._candidates(keys, words, None, radius)

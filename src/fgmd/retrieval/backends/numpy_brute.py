@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..packing import word_view
-from ..ranking import TopK, select_radius, select_topk, stack_topk
+from fgmd.codes import word_view
+from ..ranking import Hits, TopK, select_radius, select_topk, stack_topk
 
 # Database rows XOR-ed per block: keeps the temporaries in cache (2 MiB of uint64 words).
 _BLOCK_ROWS = 1 << 18
@@ -59,6 +59,6 @@ class NumpyBruteForce:
         rows = [select_topk(self.distances(q), k_eff, self.bits) for q in query_words]
         return stack_topk(rows, k_eff)
 
-    def radius(self, queries_packed: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """All items within ``radius`` per query: list of ``(indices, distances)``."""
+    def radius(self, queries_packed: np.ndarray, radius: int) -> list[Hits]:
+        """All items within ``radius`` per query: one ``Hits(distances, indices)`` each."""
         return [select_radius(self.distances(q), radius) for q in word_view(queries_packed)]

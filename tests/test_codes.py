@@ -1,10 +1,10 @@
-"""Bit conventions of fgmd.retrieval.packing against obvious references."""
+"""The sign rule, bit packing and Hamming kernels of fgmd.codes against obvious references."""
 
 import numpy as np
 import pytest
 import torch
 
-from fgmd.retrieval import as_packed, binarize, hamming_distances, pack_codes, unpack_codes
+from fgmd.codes import as_packed, hamming_distances, pack_codes, sign_codes, unpack_codes
 
 
 def test_sign_rule_zero_is_one_and_big_endian_bit_order():
@@ -28,16 +28,18 @@ def test_pack_unpack_round_trip(bits):
     real = signs * rng.uniform(0.01, 1.0, size=signs.shape)
     np.testing.assert_array_equal(pack_codes(real), packed)
     np.testing.assert_array_equal(pack_codes(torch.from_numpy(real)), packed)
-    np.testing.assert_array_equal(pack_codes(signs > 0), packed)
+    np.testing.assert_array_equal(pack_codes(torch.from_numpy(signs).float()), packed)
 
 
-def test_binarize_rejects_ambiguous_or_broken_codes():
+def test_sign_rule_rejects_ambiguous_or_broken_codes():
     with pytest.raises(TypeError, match="unsigned"):
-        binarize(np.ones((2, 8), dtype=np.uint8))
+        sign_codes(np.ones((2, 8), dtype=np.uint8))
+    with pytest.raises(TypeError, match="boolean"):
+        pack_codes(np.ones((2, 8), dtype=bool))
     with pytest.raises(ValueError, match="NaN"):
-        binarize(np.full((1, 8), np.nan))
+        sign_codes(np.full((1, 8), np.nan))
     with pytest.raises(ValueError, match="2-D"):
-        binarize(np.ones(8))
+        pack_codes(np.ones(8))
     with pytest.raises(ValueError, match="multiple of 8"):
         pack_codes(np.ones((2, 12)))
 

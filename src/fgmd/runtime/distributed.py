@@ -38,7 +38,7 @@ def init_distributed(device_name: str = "auto") -> tuple[DistContext, torch.devi
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        from fgmd.device import resolve_device
+        from fgmd.runtime.device import resolve_device
 
         return DistContext(), resolve_device(device_name)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
