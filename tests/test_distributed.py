@@ -57,8 +57,8 @@ def test_mining_is_global_and_equals_a_single_process_on_the_same_codes(two_proc
     state = load_checkpoint(run.parent / "after_epoch_1.pt")
     state["config"] = config.to_dict()
     trainer.load_state(state)
-    triplets = trainer.mine(1)
-    single = mining_digest({**triplets.positives, **{f"{m}_neg": n for m, n in triplets.negatives.items()}})
+    positives, negatives = trainer.mine(1)
+    single = mining_digest({**positives, **{f"{m}_neg": n for m, n in negatives.items()}})
     assert log[1]["mining_digest"] == single
 
 
