@@ -163,3 +163,43 @@ def test_weights_hash_sees_buffers(tiny_checkpoint):
     bn = next(m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
     bn.running_mean[0] += 1e-3
     assert weights_sha256(encoder) != before
+
+
+def test_a_run_initialised_from_imagenet_is_indexed_searched_and_evaluated_without_any_weights(
+    tiny_dataset, tmp_path, monkeypatch, capsys
+):
+    """Checkpoint weights replace the ImageNet initialisation: no caller may fetch or read it."""
+    import fgmd
+    from conftest import tiny_overrides
+    from fgmd.config import load_config
+    from fgmd.models import load_run, model_from_config, pretrained
+    from fgmd.runtime.checkpoint import save_checkpoint
+
+    config = load_config(None, tiny_overrides(tiny_dataset, tmp_path / "run", **{"model.width_mult": 1.0}))
+    model = model_from_config(config, load_pretrained=False).eval()
+    config = config.with_overrides(["model.pretrained=imagenet"])
+    checkpoint = save_checkpoint(
+        tmp_path / "run" / "best.pt",
+        {"config": config.to_dict(), "model": model.state_dict(), "epoch": 0, "class_names": []},
+    )
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("ImageNet weights were asked for")
+
+    monkeypatch.setattr(pretrained, "pretrained_state_dict", no_weights)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))  # nothing cached either
+
+    loaded, loaded_config, _ = load_run(checkpoint)
+    assert loaded_config.model.pretrained == "imagenet"
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    out = tmp_path / "db.fgidx"
+    code, _, stderr = run_cli(capsys, "index", "--checkpoint", checkpoint, "--modality", "pan", "--split",
+                              "database", "--out", out, "--workers", "0", "--quiet")
+    assert code == 0, stderr
+    images = build_dataset(config.data, "database").images("pan", build_transforms(config.data, train=False)["pan"])
+    np.testing.assert_array_equal(Index.load(out).codes, pack_codes(encode_images(model, images, batch_size=9)))
+    results = fgmd.search_images(out, checkpoint, split="query", modality="ms", k=3, num_workers=0)
+    assert len(results) > 0 and all(len(r.ids) == 3 for r in results)
+    metrics = fgmd.evaluate_checkpoint(checkpoint, out=tmp_path / "metrics.json")
+    assert 0 <= metrics["mean"]["map"] <= 1
+    fgmd.load_model(checkpoint)

@@ -21,18 +21,14 @@ from fgmd.data.datasets import build_dataset
 from fgmd.data.radiometry import build_readers
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.evaluate import evaluate_model
-from fgmd.models import FGMD, model_from_config
-from fgmd.runtime.checkpoint import load_checkpoint
+from fgmd.models import FGMD, load_run
 from fgmd.runtime.distributed import init_distributed
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[FGMD, Config]:
     """The model stored in ``checkpoint`` (``best.pt`` or ``last.pt``), in eval mode, and its config."""
-    state = load_checkpoint(checkpoint)
-    config = Config.from_dict(state["config"])
-    model = model_from_config(config, load_pretrained=False)  # the checkpoint's weights replace them
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), config
+    model, config, _ = load_run(checkpoint, device=device)
+    return model, config
 
 
 @torch.no_grad()
@@ -69,11 +65,8 @@ def evaluate_checkpoint(
     one per process, gathered without padding; rank 0 writes the file.
     """
     checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint)
-    config = Config.from_dict(state["config"]).with_overrides(list(overrides))
+    model, config, state = load_run(checkpoint, overrides)
     context, device = init_distributed(config.train.device)
-    model = model_from_config(config, load_pretrained=False)  # the checkpoint's weights replace them
-    model.load_state_dict(state["model"])
     model.to(device)
     data = config.data
     transforms = build_transforms(data, train=False)

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fgmd.config import Config
 from fgmd.data.datasets import build_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.runtime.device import resolve_device
@@ -31,8 +30,7 @@ from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images
 from fgmd.codes import hamming_distance, sign_codes
 from fgmd.evaluation.metrics import pr_curve_by_radius, precision_recall_at_ranks, relevance
 from fgmd.evaluation import plots
-from fgmd.models import model_from_config
-from fgmd.runtime.checkpoint import load_checkpoint
+from fgmd.models import load_run
 
 REPORT_DIR = "report"
 
@@ -158,13 +156,10 @@ def generate_report(
     checkpoint = Path(checkpoint) if checkpoint else run_dir / "best.pt"
     out = Path(out_dir) if out_dir else run_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    state = load_checkpoint(checkpoint)
-    config = Config.from_dict(state["config"]).with_overrides(list(overrides))
+    model, config, state = load_run(checkpoint, overrides)
     class_names = list(state.get("class_names") or [])
     device = resolve_device(config.train.device)
-    model = model_from_config(config, load_pretrained=False)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
+    model.to(device)
 
     data = config.data
     transforms = build_transforms(data, train=False)

@@ -4,7 +4,7 @@ from .adf import ADF, GatedPool
 from .complexity import count_macs, count_parameters, measure_encode_time, model_summary
 from .encoder import EncoderOutput, ModalityEncoder
 from .fdfsp import FDFSP
-from .factory import model_from_config
+from .factory import load_run, model_from_config
 from .fgmd import FGMD, build_model
 from .head import HashHead
 from .pretrained import PretrainedWeightsError, load_pretrained_trunk
@@ -23,6 +23,7 @@ __all__ = [
     "model_summary",
     "measure_encode_time",
     "model_from_config",
+    "load_run",
     "load_pretrained_trunk",
     "PretrainedWeightsError",
 ]

@@ -56,9 +56,8 @@ from tqdm.auto import tqdm
 from fgmd.config import Config
 from fgmd.data.io import SUPPORTED_EXTENSIONS, ImageReadError, read_image
 from fgmd.data.transforms import ModalityTransform, build_transforms
-from fgmd.models import model_from_config
+from fgmd.models import load_run
 from fgmd.models.encoder import ModalityEncoder
-from fgmd.runtime.checkpoint import load_checkpoint
 from fgmd.runtime.distributed import barrier, init_distributed
 from fgmd.runtime.hints import suggest
 
@@ -281,13 +280,10 @@ def load_encoder(
 ) -> tuple[ModalityEncoder, Config, dict[str, Any]]:
     """The ``modality`` branch of a checkpoint (eval mode, on ``device``), its run config
     (with ``overrides`` applied) and its identity."""
-    state = load_checkpoint(checkpoint)
-    config = Config.from_dict(state["config"]).with_overrides(list(overrides))
+    model, config, _ = load_run(checkpoint, overrides)
     if modality not in config.data.modalities:
         raise ArchiveError(f"{checkpoint}: the model has modalities {list(config.data.modalities)}, not {modality!r}")
-    model = model_from_config(config)
-    model.load_state_dict(state["model"])
-    encoder = model.encoders[modality].eval()
+    encoder = model.encoders[modality]
     identity = encoder_identity(encoder, config, modality)
     return encoder.to(device), config, identity
 

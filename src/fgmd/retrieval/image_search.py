@@ -23,8 +23,7 @@ import torch
 
 from fgmd.config import Config
 from fgmd.data.transforms import build_transforms
-from fgmd.models import FGMD, model_from_config
-from fgmd.runtime.checkpoint import load_checkpoint
+from fgmd.models import FGMD, load_run
 
 from .encode_archive import ArchiveError, ArchiveSource, encode_source, split_source
 from .identity import encoder_identity, identity_mismatches
@@ -81,11 +80,8 @@ def _model_and_config(checkpoint, overrides: Sequence[str]) -> tuple[FGMD, Confi
     if isinstance(checkpoint, tuple):
         model, config = checkpoint
         return model, config.with_overrides(list(overrides)) if overrides else config
-    state = load_checkpoint(checkpoint)
-    config = Config.from_dict(state["config"]).with_overrides(list(overrides))
-    model = model_from_config(config)
-    model.load_state_dict(state["model"])
-    return model.eval(), config
+    model, config, _ = load_run(checkpoint, overrides)
+    return model, config
 
 
 def search_images(
