@@ -6,8 +6,11 @@
   output ``codes`` ``[batch, K]`` float32 in (-1, 1); the batch dimension is dynamic, the
   spatial size ``S`` is fixed (FDFSP's DFT matrices are constants of the graph).
 * ``<m>.json`` — what an app needs to preprocess and binarise: image size, resize, band
-  count, per-band mean/std, the bit rule, and the encoder identity (weights sha256), so the
-  app can check an index was made by the same checkpoint.
+  count, per-band mean/std, the bit rule, the encoder identity (weights sha256), so the
+  app can check an index was made by the same checkpoint, and the numeric precision of the
+  file (``fp32``, ``fp16`` or ``int8``, see :mod:`.precision`; INT8 files also record how
+  they were calibrated). ``export.parity.check_onnx`` adds its measured figures under
+  ``"check"``.
 
 How it is exported
     FDFSP is switched to its matmul DFT (``FDFSP.use_matmul_dft``, real ``MatMul``/``Mul``/
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,7 +43,18 @@ from fgmd.data.transforms import normalisation
 from fgmd.models.fdfsp import FDFSP
 from fgmd.retrieval.identity import weights_sha256
 
-__all__ = ["EXPORT_FORMATS", "ExportedBranch", "export_checkpoint", "export_encoder", "matmul_dft", "sidecar"]
+from .precision import PRECISIONS, QuantizationOptions, convert_fp16, quantize_int8
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportedBranch",
+    "calibration_batches",
+    "export_checkpoint",
+    "export_encoder",
+    "matmul_dft",
+    "sidecar",
+    "write_json_atomic",
+]
 
 EXPORT_FORMATS = ("onnx",)
 INPUT_NAME = "image"
@@ -107,7 +123,16 @@ def export_encoder(
     return path
 
 
-def sidecar(config: Config, modality: str, encoder: nn.Module, image_size: int, resize: int, opset: int) -> dict[str, Any]:
+def sidecar(
+    config: Config,
+    modality: str,
+    encoder: nn.Module,
+    image_size: int,
+    resize: int,
+    opset: int,
+    precision: str = "fp32",
+    quantization: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The JSON description written beside ``<modality>.onnx``."""
     mean, std = normalisation(config.data.modality_config(modality))
     channels = encoder.in_channels
@@ -132,6 +157,8 @@ def sidecar(config: Config, modality: str, encoder: nn.Module, image_size: int, 
         "encoder": {"weights_sha256": weights_sha256(encoder), "modality": modality, "bits": encoder.bits},
         "opset": opset,
         "exporter": f"torch.onnx.export(dynamo=False), torch {torch.__version__}",
+        "precision": precision,
+        **({"quantization": quantization} if quantization else {}),
     }
 
 
@@ -144,6 +171,7 @@ class ExportedBranch:
     sidecar: Path
     image_size: int
     resize: int
+    precision: str = "fp32"
 
 
 def export_resize(config: Config, image_size: int) -> int:
@@ -162,15 +190,23 @@ def export_checkpoint(
     opset: int = DEFAULT_OPSET,
     modalities: Sequence[str] | None = None,
     fmt: str = "onnx",
+    precision: str = "fp32",
+    quantization: QuantizationOptions | None = None,
 ) -> list[ExportedBranch]:
     """Export each branch of ``checkpoint`` to ``out_dir/<modality>.onnx`` (+ ``.json``).
 
-    ``image_size`` defaults to the checkpoint's ``data.image_size``.
+    ``image_size`` defaults to the checkpoint's ``data.image_size``. ``precision`` is one of
+    ``PRECISIONS``; for ``"int8"``, ``quantization`` (default ``QuantizationOptions()``) says
+    how, and the calibration images are the first images of an even spread over the run's
+    training split, read and preprocessed as for evaluation (``calibration_batches``).
     """
     from fgmd.api import load_model
 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {EXPORT_FORMATS}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    quantization = quantization or QuantizationOptions()
     model, config = load_model(checkpoint)
     size = image_size or config.data.image_size
     resize = export_resize(config, size)
@@ -181,8 +217,55 @@ def export_checkpoint(
         if modality not in model.modalities:
             raise ValueError(f"the model has modalities {list(model.modalities)}, not {modality!r}")
         encoder = model.encoders[modality]
-        onnx_path = export_encoder(encoder, out / f"{modality}.onnx", size, opset)
+        onnx_path = out / f"{modality}.onnx"
+        details = None
+        with tempfile.TemporaryDirectory(dir=out) as work:
+            fp32_path = export_encoder(encoder, Path(work) / "fp32.onnx", size, opset)
+            if precision == "fp16":
+                convert_fp16(fp32_path, onnx_path)
+            elif precision == "int8":
+                batches = calibration_batches(config, modality, size, resize, quantization)
+                details = quantize_int8(fp32_path, onnx_path, batches, quantization, INPUT_NAME)
+            else:
+                os.replace(fp32_path, onnx_path)
         meta_path = out / f"{modality}.json"
-        meta_path.write_text(json.dumps(sidecar(config, modality, encoder, size, resize, opset), indent=1) + "\n")
-        exported.append(ExportedBranch(modality, onnx_path, meta_path, size, resize))
+        meta = sidecar(config, modality, encoder, size, resize, opset, precision, details)
+        write_json_atomic(meta_path, meta)
+        exported.append(ExportedBranch(modality, onnx_path, meta_path, size, resize, precision))
     return exported
+
+
+def calibration_batches(
+    config: Config, modality: str, image_size: int, resize: int, options: QuantizationOptions
+) -> Iterator[np.ndarray]:
+    """``[B, C, S, S]`` float32 batches of ``options.calibration_images`` training images.
+
+    The images are spread evenly over the training split (``config.data.train_split``; a
+    class-sorted split is then covered class by class), read with the dataset's own readers
+    (band selection, radiometry) and transformed as for evaluation (resize, centre crop,
+    normalisation) at the export size.
+    """
+    from fgmd.data.datasets import build_dataset
+    from fgmd.data.transforms import ModalityTransform
+
+    transform = ModalityTransform(config.data.modality_config(modality), image_size, resize, train=False)
+    images = build_dataset(config.data, config.data.train_split).images(modality, transform)
+    if len(images) == 0:
+        raise ValueError(f"split {config.data.train_split!r} of {config.data.root} has no {modality} images to calibrate on")
+    count = min(options.calibration_images, len(images))
+    positions = np.linspace(0, len(images) - 1, count).round().astype(int)
+    for start in range(0, count, options.batch_size):
+        yield torch.stack([images[int(p)]["image"] for p in positions[start : start + options.batch_size]]).numpy()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
+    """``data`` as indented JSON at ``path``, written to a temp file and renamed over it."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(data, indent=1) + "\n")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,16 +1,27 @@
 """Parity of exported ONNX encoders with PyTorch, on real images.
 
 For each exported branch, the same preprocessed images go through the PyTorch model (eager,
-``torch.fft`` FDFSP: the model as trained) and through onnxruntime. Reported:
+``torch.fft`` FDFSP: the float32 model as trained) and through onnxruntime (the exported file
+at its precision: fp32, fp16 or int8). Reported:
 
 * ``max_abs_diff`` — largest absolute difference of the real-valued codes;
-* ``flip_rate`` — fraction of hash bits (sign, 0 -> +1) that differ; the check fails when it
-  exceeds ``budget`` (default 0.1% of the bits) for any branch;
+* ``flip_rate`` — fraction of hash bits (sign, 0 -> +1) that differ (the bit agreement is
+  ``1 - flip_rate``); the check fails when it exceeds ``budget`` for any branch (default by
+  precision, ``DEFAULT_BUDGETS``: 0.1% of the bits for fp32, where only rounding may differ;
+  looser for fp16/int8, whose real test is the mAP below);
+* ``code_change_rate`` — fraction of images whose hash code changed in at least one bit;
+* mAP in both directions (labelled splits, both branches exported) — full-ranking Hamming mAP
+  (``evaluation.metrics.retrieval_metrics``) of the PyTorch codes and of the ONNX codes on the
+  same queries and database; the check fails when the ONNX mAP of a direction is more than
+  ``max_map_drop`` (default 0.01 = one point) below PyTorch's;
 * top-k overlap — for each ranking direction, the mean over queries of
   ``|top-k(PyTorch codes) ∩ top-k(ONNX codes)| / k``, both rankings exact Hamming top-k with
   ties broken by database position. With a dataset: queries = the query split of one
   modality, database = the database split of the other (both directions). With a folder:
   the folder's images rank the folder (one branch).
+
+The figures of each branch (and the mAP of every direction) are also written into the
+branch's sidecar ``<m>.json`` under ``"check"``, so the file travels with its measured cost.
 """
 
 from __future__ import annotations
@@ -26,16 +37,18 @@ from torch.utils.data import DataLoader
 
 from fgmd.api import load_model
 from fgmd.data.transforms import ModalityTransform
+from fgmd.evaluation.metrics import retrieval_metrics
 from fgmd.retrieval.encode_archive import ArchiveSource, SourceImages, collate_images, folder_source, split_source
 from fgmd.codes import pack_codes
 from fgmd.tables import render_table
 from fgmd.retrieval.search import search_topk
 
-from .onnx import INPUT_NAME
+from .onnx import INPUT_NAME, write_json_atomic
 
 __all__ = ["BranchParity", "ParityReport", "check_onnx"]
 
-DEFAULT_BUDGET = 1e-3
+DEFAULT_BUDGETS = {"fp32": 1e-3, "fp16": 1e-2, "int8": 5e-2}
+DEFAULT_MAX_MAP_DROP = 0.01
 
 
 @dataclass
@@ -47,6 +60,18 @@ class BranchParity:
     flip_rate: float
     max_abs_diff: float
     images_with_flips: int
+    precision: str = "fp32"
+
+    @property
+    def bit_agreement(self) -> float:
+        return 1.0 - self.flip_rate
+
+    @property
+    def code_change_rate(self) -> float:
+        return self.images_with_flips / self.images if self.images else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "bit_agreement": self.bit_agreement, "code_change_rate": self.code_change_rate}
 
 
 @dataclass
@@ -56,19 +81,25 @@ class ParityReport:
     topk_overlap: dict[str, float] = field(default_factory=dict)  # direction -> mean overlap
     k: int = 10
     data: str = ""
+    # direction -> {"pytorch": mAP of the PyTorch codes, "onnx": mAP of the ONNX codes}
+    map: dict[str, dict[str, float]] = field(default_factory=dict)
+    max_map_drop: float = DEFAULT_MAX_MAP_DROP
 
     @property
     def passed(self) -> bool:
-        return all(b.flip_rate <= self.budget for b in self.branches.values())
+        flips_ok = all(b.flip_rate <= self.budget for b in self.branches.values())
+        return flips_ok and all(m["pytorch"] - m["onnx"] <= self.max_map_drop for m in self.map.values())
 
     def to_dict(self) -> dict:
         return {
             "passed": self.passed,
             "budget": self.budget,
+            "max_map_drop": self.max_map_drop,
             "k": self.k,
             "data": self.data,
-            "branches": {m: asdict(b) for m, b in self.branches.items()},
+            "branches": {m: b.to_dict() for m, b in self.branches.items()},
             "topk_overlap": self.topk_overlap,
+            "map": self.map,
         }
 
 
@@ -120,7 +151,8 @@ def check_onnx(
     recursive: bool = False,
     limit: int | None = None,
     k: int = 10,
-    budget: float = DEFAULT_BUDGET,
+    budget: float | None = None,
+    max_map_drop: float = DEFAULT_MAX_MAP_DROP,
     batch_size: int = 32,
     num_workers: int = 0,
     threads: int | None = None,
@@ -130,7 +162,8 @@ def check_onnx(
 
     Images: the checkpoint config's query and database splits (every exported branch), or
     ``folder`` for the branch ``folder_modality``. ``limit`` keeps the first N images of each
-    set. The report is also written as JSON to ``out`` when given.
+    set. ``budget`` defaults to ``DEFAULT_BUDGETS`` of the files' precision. The report is
+    also written as JSON to ``out`` when given, and each branch's figures into its sidecar.
     """
     model, config = load_model(checkpoint)
     onnx_dir = Path(onnx_dir)
@@ -145,10 +178,15 @@ def check_onnx(
     def cap(source: ArchiveSource) -> ArchiveSource:
         return source.subset(range(min(limit, len(source)))) if limit else source
 
-    report = ParityReport(budget=budget, k=k)
+    metas = {m: json.loads((onnx_dir / f"{m}.json").read_text()) for m in exported}
+    precisions = {meta.get("precision", "fp32") for meta in metas.values()}
+    if budget is None:
+        budget = max(DEFAULT_BUDGETS.get(p, DEFAULT_BUDGETS["int8"]) for p in precisions)
+    report = ParityReport(budget=budget, k=k, max_map_drop=max_map_drop)
     codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    labels: dict[tuple[str, str], torch.Tensor | None] = {}
     for modality in exported:
-        meta = json.loads((onnx_dir / f"{modality}.json").read_text())
+        meta = metas[modality]
         size, resize = meta["input"]["shape"][2], meta["preprocessing"]["resize"][0]
         transform = ModalityTransform(config.data.modality_config(modality), size, resize, train=False)
         session = _session(onnx_dir / f"{modality}.onnx", threads)
@@ -163,6 +201,7 @@ def check_onnx(
         for name, source in sets.items():
             pair = _encode_both(model.encoders[modality], session, transform, source, batch_size, num_workers)
             codes[(modality, name)] = pair
+            labels[(modality, name)] = source.labels
             pt_all.append(pair[0])
             onnx_all.append(pair[1])
         pt, ox = np.concatenate(pt_all), np.concatenate(onnx_all)
@@ -175,6 +214,7 @@ def check_onnx(
             float(flips.mean()),
             float(np.abs(pt - ox).max()),
             int(flips.any(axis=1).sum()),
+            meta.get("precision", "fp32"),
         )
     if folder is not None:
         pt, ox = codes[(folder_modality, "folder")]
@@ -185,22 +225,55 @@ def check_onnx(
             qa, qo = codes[(a, query)]
             da, do = codes[(b, database)]
             report.topk_overlap[f"{a}->{b}"] = _topk_overlap(qa, da, qo, do, k)
+            query_labels, db_labels = labels[(a, query)], labels[(b, database)]
+            if query_labels is not None and db_labels is not None:
+                report.map[f"{a}->{b}"] = {
+                    name: float(retrieval_metrics(torch.from_numpy(q), torch.from_numpy(d), query_labels, db_labels)["map"])
+                    for name, q, d in (("pytorch", qa, da), ("onnx", qo, do))
+                }
     if out is not None:
-        Path(out).write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+        write_json_atomic(Path(out), report.to_dict())
+    for modality, meta in metas.items():
+        meta["check"] = {
+            "data": report.data,
+            "reference": "the checkpoint's float32 PyTorch model",
+            **report.branches[modality].to_dict(),
+            "map": report.map,
+            "passed": report.passed,
+        }
+        write_json_atomic(onnx_dir / f"{modality}.json", meta)
     return report
 
 
 def parity_table(report: ParityReport) -> str:
     """The report as two markdown tables."""
     branches = render_table(
-        ["branch", "images", "bits compared", "bits flipped", "flip rate", "max |Δcode|"],
+        ["branch", "precision", "images", "bits compared", "bit agreement", "bits flipped", "codes changed", "max |Δcode|"],
         [
-            [b.modality, b.images, b.bits_compared, b.bits_flipped, f"{100 * b.flip_rate:.4f}%", f"{b.max_abs_diff:.2e}"]
+            [
+                b.modality,
+                b.precision,
+                b.images,
+                b.bits_compared,
+                f"{100 * b.bit_agreement:.4f}%",
+                b.bits_flipped,
+                f"{100 * b.code_change_rate:.2f}%",
+                f"{b.max_abs_diff:.2e}",
+            ]
             for b in report.branches.values()
         ],
     )
+    directions = list(report.topk_overlap)
     overlap = render_table(
-        ["ranking", f"top-{report.k} overlap (PyTorch vs ONNX)"],
-        [[direction, f"{value:.4f}"] for direction, value in report.topk_overlap.items()],
+        ["ranking", f"top-{report.k} overlap (PyTorch vs ONNX)", "mAP PyTorch fp32", "mAP ONNX", "Δ mAP"],
+        [
+            [direction, f"{report.topk_overlap[direction]:.4f}"]
+            + (
+                [f"{m['pytorch']:.4f}", f"{m['onnx']:.4f}", f"{m['onnx'] - m['pytorch']:+.4f}"]
+                if (m := report.map.get(direction))
+                else ["-", "-", "-"]
+            )
+            for direction in directions
+        ],
     )
     return branches + "\n\n" + overlap

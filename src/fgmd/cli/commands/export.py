@@ -16,6 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, help="input side in pixels (default: the checkpoint's data.image_size)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--modality", action="append", help="export only this branch (repeatable; default all)")
+    precision = parser.add_argument_group("numeric precision (input and output stay float32)")
+    precision.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                           help="fp32 (default); fp16 (for GPUs / TensorRT); int8 (static QDQ quantization, "
+                                "calibrated on the run's training images)")
+    precision.add_argument("--calibration-images", type=int, default=128,
+                           help="int8: training images used to calibrate activation ranges (default 128)")
+    precision.add_argument("--per-channel", action="store_true", help="int8: one weight scale per output channel")
+    precision.add_argument("--keep-fp32", action="append", choices=("head", "fdfsp", "adf"), default=[],
+                           help="int8: leave this part of the encoder in float32 (repeatable)")
     check = parser.add_argument_group("parity check (onnxruntime vs PyTorch on real images)")
     check.add_argument("--check", action="store_true",
                        help="after exporting, compare on the checkpoint's query/database splits (or --check-folder)")
@@ -23,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--check-modality", help="modality of the --check-folder images")
     check.add_argument("--recursive", action="store_true", help="with --check-folder: include subfolders")
     check.add_argument("--check-limit", type=int, help="use at most this many images per set")
-    check.add_argument("--budget", type=float, default=0.001,
-                       help="largest acceptable fraction of flipped bits (default 0.001 = 0.1%%); above it exit 1")
+    check.add_argument("--budget", type=float,
+                       help="largest acceptable fraction of flipped bits; above it exit 1 (default by precision: "
+                            "fp32 0.001, fp16 0.01, int8 0.05)")
+    check.add_argument("--max-map-drop", type=float, default=0.01,
+                       help="largest acceptable mAP loss vs the PyTorch model in any direction, on labelled splits "
+                            "(default 0.01 = one point); above it exit 1")
     check.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
 
 
@@ -38,12 +51,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"fgmd export: error: needs {' and '.join(missing)}: pip install fgmd[onnx]", file=sys.stderr)
         return 2
     from fgmd.export.onnx import export_checkpoint
+    from fgmd.export.precision import QuantizationOptions
 
+    quantization = QuantizationOptions(
+        calibration_images=args.calibration_images, per_channel=args.per_channel, keep_fp32=tuple(args.keep_fp32)
+    )
     branches = export_checkpoint(
-        args.checkpoint, args.out, image_size=args.image_size, opset=args.opset, modalities=args.modality, fmt=args.format
+        args.checkpoint,
+        args.out,
+        image_size=args.image_size,
+        opset=args.opset,
+        modalities=args.modality,
+        fmt=args.format,
+        precision=args.precision,
+        quantization=quantization,
     )
     for branch in branches:
-        print(f"wrote {branch.onnx} and {branch.sidecar.name} ({branch.image_size}x{branch.image_size}, dynamic batch)")
+        print(f"wrote {branch.onnx} and {branch.sidecar.name} ({branch.precision}, "
+              f"{branch.image_size}x{branch.image_size}, dynamic batch)")
     if not (args.check or args.check_folder):
         return 0
     from fgmd.export.parity import check_onnx, parity_table
@@ -56,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         recursive=args.recursive,
         limit=args.check_limit,
         budget=args.budget,
+        max_map_drop=args.max_map_drop,
         threads=args.threads,
         out=Path(args.out) / "parity.json",
     )
@@ -63,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
     print(parity_table(report))
     print(f"\nimages: {report.data}")
     verdict = "PASS" if report.passed else "FAIL"
-    print(f"{verdict}: bit flip rate {'within' if report.passed else 'above'} the budget of {100 * report.budget:.3g}% "
-          f"(report in {Path(args.out) / 'parity.json'})")
+    flips_ok = all(b.flip_rate <= report.budget for b in report.branches.values())
+    map_ok = all(m["pytorch"] - m["onnx"] <= report.max_map_drop for m in report.map.values())
+    print(f"{verdict}: bit flip rate {'within' if flips_ok else 'above'} the budget of {100 * report.budget:.3g}%"
+          + (f", mAP {'within' if map_ok else 'more than'} {report.max_map_drop:g} of PyTorch's" if report.map else "")
+          + f" (report in {Path(args.out) / 'parity.json'}; figures also in each <modality>.json under \"check\")")
     return 0 if report.passed else 1
