@@ -97,3 +97,22 @@ def test_search_refuses_an_index_of_another_encoder_or_the_same_modality(
         fgmd.search_images(pan_index, tiny_checkpoint, ms_queries, "ms", overrides=["data.image_size=28"])
     with pytest.raises(IndexMismatchError, match="no 'rgb' encoder"):
         fgmd.search_images(pan_index, tiny_checkpoint, ms_queries, "rgb")
+
+
+@pytest.mark.skipif(not fgmd.retrieval.backends.faiss_available(), reason="approximate search needs faiss")
+def test_approximate_search_reports_its_calibration(tiny_checkpoint, pan_index, ms_queries, capsys):
+    code, text, stderr = run_cli(capsys, "search", "--index", pan_index, "--checkpoint", tiny_checkpoint,
+                                 "--modality", "ms", *ms_queries, "-k", "4", "--format", "json", "--approximate",
+                                 "--recall", "0.9")
+    assert code == 0, stderr
+    result = json.loads(text)
+    approx = result["approximate"]
+    assert approx["recall_target"] == 0.9 and 1 <= approx["nprobe"] <= approx["nlist"]
+    assert approx["calibrated_recall_at_100"] >= 0.9 and "approximate search: nprobe" in stderr
+    assert all(len(q["results"]) == 4 for q in result["queries"])
+    # a tiny index has one cluster (faiss needs 39 codes per cluster), probed: exact distances
+    assert approx["nlist"] == approx["nprobe"] == 1
+    exact = json.loads(run_cli(capsys, "search", "--index", pan_index, "--checkpoint", tiny_checkpoint,
+                               "--modality", "ms", *ms_queries, "-k", "4", "--format", "json")[1])
+    for a, b in zip(result["queries"], exact["queries"]):
+        assert [r["distance"] for r in a["results"]] == [r["distance"] for r in b["results"]]

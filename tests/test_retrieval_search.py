@@ -7,6 +7,7 @@ import pytest
 from fgmd.retrieval import Hits, radius_search, resolve_backend, search_topk
 from fgmd.retrieval.backends import MultiIndexHashing, NumpyBruteForce, faiss_available
 from fgmd.codes import unpack_codes
+from fgmd.retrieval.backends.mih import ROUTE_PROBE_EVERY
 
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed")
 BACKENDS = ["numpy", pytest.param("faiss", marks=needs_faiss), "mih"]
@@ -172,3 +173,87 @@ def test_without_faiss_auto_uses_numpy_and_faiss_is_a_clear_error(monkeypatch):
     assert resolve_backend("auto", 1_000, 64) == "numpy"
     with pytest.raises(ImportError, match="pip install faiss-cpu"):
         resolve_backend("faiss", 1_000, 64)
+
+
+def test_mih_routes_far_queries_to_the_scan_with_identical_results():
+    """Random 64-bit codes: the k-th code is far, MIH switches to the scan; after a window of
+    such queries it routes them there directly, and the answers stay exact."""
+    rng = np.random.default_rng(3)
+    db = rng.integers(0, 256, (30_000, 8), dtype=np.uint8)
+    queries = rng.integers(0, 256, (80, 8), dtype=np.uint8)
+    mih = MultiIndexHashing(db, 64)
+    result = mih.topk(queries, 50)
+    expected = NumpyBruteForce(db, 64).topk(queries, 50)
+    np.testing.assert_array_equal(result.indices, expected.indices)
+    np.testing.assert_array_equal(result.distances, expected.distances)
+    assert mih.routed > 40  # most queries after the first window went straight to the scan
+    # close queries (database items) are probed again: the statistic follows the queries
+    routed = mih.routed
+    close = mih.topk(db[:64], 1)  # found at step 0
+    np.testing.assert_array_equal(close.indices[:, 0], np.arange(64))
+    assert mih.routed - routed <= ROUTE_PROBE_EVERY
+
+
+def test_mih_does_not_route_clustered_queries_on_a_large_archive():
+    """Trained-hashing-like codes on an archive large enough for MIH to pay: no query is routed."""
+    rng = np.random.default_rng(4)
+    centres = rng.integers(0, 2, (50, 32)).astype(bool)
+    db = clustered_codes(rng, 300_000, 32, centres, flip=0.05)
+    queries = clustered_codes(rng, 60, 32, centres, flip=0.05)
+    mih = MultiIndexHashing(db, 32)
+    result, expected = mih.topk(queries, 10), NumpyBruteForce(db, 32).topk(queries, 10)
+    np.testing.assert_array_equal(result.indices, expected.indices)
+    assert mih.routed == 0
+
+
+def test_recall_at_k_counts_ties_by_distance():
+    from fgmd.retrieval.backends.faiss_ivf import recall_at_k
+
+    exact = np.array([[0, 1, 2, 2], [3, 3, 3, 3]])
+    found = np.array([[0, 2, 2, 2], [3, 3, 4, 5]])  # 3 of 4: one item at 1 missed; 2 of 4 at distance 3
+    np.testing.assert_allclose(recall_at_k(found, exact), [0.75, 0.5])
+    np.testing.assert_allclose(recall_at_k(exact, exact), [1.0, 1.0])
+
+
+@needs_faiss
+def test_ivf_probing_every_cluster_equals_the_scan_up_to_tie_order(data):
+    """The approximate backend with nprobe = nlist scans everything: the numpy scan's distances,
+    every returned index at its reported distance (ties normalised: the order among equal
+    distances is by position within what faiss returned)."""
+    from fgmd.retrieval.backends import FaissIVF
+
+    bits, queries, db, rankings, distances = data
+    ivf = FaissIVF(db, bits, nlist=16, nprobe=16)
+    for k in (1, 10, 100):
+        result = ivf.topk(queries, k)
+        expected = NumpyBruteForce(db, bits).topk(queries, k)
+        np.testing.assert_array_equal(result.distances, expected.distances)
+        for row in range(len(queries)):
+            np.testing.assert_array_equal(distances[row, result.indices[row]], result.distances[row])
+            assert len(set(result.indices[row].tolist())) == k
+    for hits, reference in zip(ivf.radius(queries, 5), radius_search(queries, db, 5, "numpy")):
+        assert sorted(hits.indices.tolist()) == sorted(reference.indices.tolist())
+
+
+@needs_faiss
+def test_ivf_calibrates_nprobe_to_the_recall_target():
+    from fgmd.retrieval.backends import FaissIVF
+    from fgmd.retrieval.backends.faiss_ivf import recall_at_k
+
+    rng = np.random.default_rng(5)
+    centres = rng.integers(0, 2, (40, 64)).astype(bool)
+    db = clustered_codes(rng, 20_000, 64, centres, flip=0.08)
+    queries = clustered_codes(rng, 60, 64, centres, flip=0.08)
+    ivf = FaissIVF(db, 64, recall_target=0.9, calibration_k=50)
+    assert ivf.calibrated_recall >= 0.9 and 1 <= ivf.nprobe < ivf.nlist
+    recall = recall_at_k(ivf.topk(queries, 50).distances, NumpyBruteForce(db, 64).topk(queries, 50).distances)
+    assert recall.mean() >= 0.8  # fresh queries of the same distribution
+    weaker = FaissIVF(db, 64, nprobe=1)
+    assert recall_at_k(weaker.topk(queries, 50).distances, NumpyBruteForce(db, 64).topk(queries, 50).distances).mean() < recall.mean()
+    with pytest.raises(ValueError, match="recall target"):
+        FaissIVF(db, 64, recall_target=1.5)
+
+
+def test_approximate_backend_is_never_chosen_by_auto():
+    for n in (10, 10**6, 10**8):
+        assert resolve_backend("auto", n, 64) != "ivf"

@@ -94,6 +94,7 @@ def search_images(
     k: int | None = 10,
     radius: int | None = None,
     backend: str = "auto",
+    recall_target: float | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     device: str | torch.device = "cpu",
@@ -109,7 +110,8 @@ def search_images(
         split: the queries are this split of the checkpoint's dataset (ids from the dataset).
         k: neighbours per query (exact top-k, ties by index position); or
         radius: every item within this Hamming distance (inclusive) instead of top-k.
-        backend: ``"auto"``, ``"numpy"``, ``"faiss"`` or ``"mih"``: identical results.
+        backend: ``"auto"``, ``"numpy"``, ``"faiss"`` or ``"mih"``: identical results; or the
+            approximate ``"ivf"``, whose ``nprobe`` is calibrated to ``recall_target``.
         overrides: config overrides (e.g. ``data.root=...`` to find a split elsewhere).
 
     Raises:
@@ -150,9 +152,9 @@ def search_images(
     labels = index.labels
     results = []
     if radius is not None:
-        answers = index.radius_search(codes, radius, backend)
+        answers = index.radius_search(codes, radius, backend, recall_target=recall_target)
     else:
-        top = index.search(codes, k, backend)
+        top = index.search(codes, k, backend, recall_target=recall_target)
         answers = list(zip(top.distances, top.indices))
     for position, (distances, hits) in zip(kept, answers):
         results.append(

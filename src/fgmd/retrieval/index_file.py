@@ -231,15 +231,26 @@ class Index:
 
     # ------------------------------------------------------------------- search
 
-    def backend(self, name: str = "auto", *, mih_substrings: int | None = None) -> Backend:
+    def backend(
+        self,
+        name: str = "auto",
+        *,
+        mih_substrings: int | None = None,
+        nprobe: int | None = None,
+        recall_target: float | None = None,
+    ) -> Backend:
         """The search backend ``name`` over this index, built on first use and cached until
-        the next ``add`` (``"auto"``: see ``fgmd.retrieval.search``). Needs ``len >= 1``."""
+        the next ``add`` (``"auto"``: see ``fgmd.retrieval.search``). Needs ``len >= 1``.
+        ``nprobe`` / ``recall_target`` configure the approximate ``"ivf"`` backend."""
         if len(self) == 0:
             raise ValueError("the index is empty")
         resolved = resolve_backend(name, len(self), self._bits)
-        key = (resolved, mih_substrings if resolved == "mih" else None)
+        options = {"mih": mih_substrings, "ivf": (nprobe, recall_target)}.get(resolved)
+        key = (resolved, options)
         if key not in self._backends:
-            self._backends[key] = build_backend(resolved, self._codes, self._bits, mih_substrings=mih_substrings)
+            self._backends[key] = build_backend(
+                resolved, self._codes, self._bits, mih_substrings=mih_substrings, nprobe=nprobe, recall_target=recall_target
+            )
         return self._backends[key]
 
     def search(
@@ -249,14 +260,18 @@ class Index:
         backend: str = "auto",
         *,
         mih_substrings: int | None = None,
+        nprobe: int | None = None,
+        recall_target: float | None = None,
     ) -> TopK:
         """Exact top-k by Hamming distance, ties broken by database position.
 
         Args:
             queries: ``[Q, K]`` real / ±1 codes or ``[Q, K/8]`` packed uint8.
             k: neighbours per query; ``k' = min(k, N)`` are returned.
-            backend: ``"auto"``, ``"numpy"``, ``"faiss"`` or ``"mih"``; all give identical results.
+            backend: ``"auto"``, ``"numpy"``, ``"faiss"`` or ``"mih"``, which all give identical
+                results, or the approximate ``"ivf"`` (not exact: its recall is measured).
             mih_substrings: MIH substring count (default ``K / log2 N``).
+            nprobe, recall_target: ``"ivf"`` clusters per query, or the recall it is calibrated to.
 
         Returns:
             ``TopK(distances [Q, k'] int32, indices [Q, k'] int64)``; ``self.ids[indices[q]]``
@@ -267,7 +282,9 @@ class Index:
         if len(self) == 0:
             resolve_backend(backend, 0, self._bits)  # still reject unknown names
             return empty_topk(len(queries))
-        return self.backend(backend, mih_substrings=mih_substrings).topk(queries, k)
+        return self.backend(backend, mih_substrings=mih_substrings, nprobe=nprobe, recall_target=recall_target).topk(
+            queries, k
+        )
 
     def radius_search(
         self,
@@ -276,6 +293,8 @@ class Index:
         backend: str = "auto",
         *,
         mih_substrings: int | None = None,
+        nprobe: int | None = None,
+        recall_target: float | None = None,
     ) -> list[Hits]:
         """Every item within Hamming distance ``radius`` (inclusive) of each query: one
         ``Hits(distances int32, indices int64)`` per query, sorted by (distance, position)."""
@@ -284,7 +303,8 @@ class Index:
         if len(self) == 0:
             resolve_backend(backend, 0, self._bits)  # still reject unknown names
             return empty_radius(len(queries))
-        return self.backend(backend, mih_substrings=mih_substrings).radius(queries, radius)
+        backend_ = self.backend(backend, mih_substrings=mih_substrings, nprobe=nprobe, recall_target=recall_target)
+        return backend_.radius(queries, radius)
 
     # -------------------------------------------------------------------- files
 

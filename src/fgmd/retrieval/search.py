@@ -11,6 +11,11 @@ Backends (all exact, all rank by (distance, database position), so they agree bi
 * ``"auto"`` — ``"mih"`` when ``N >= MIH_MIN_ITEMS`` and ``K <= MIH_MAX_SUBSTRINGS * log2 N``
   (substrings of about ``log2 N`` bits, few of them), otherwise ``"faiss"`` when installed,
   otherwise ``"numpy"``.
+
+Approximate (``APPROXIMATE_BACKENDS``, never chosen by ``"auto"``):
+
+* ``"ivf"`` — faiss ``IndexBinaryIVF`` (``backends.faiss_ivf``): scans the ``nprobe`` nearest
+  clusters only; ``nprobe`` is given or calibrated to a recall target at build time.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from typing import Protocol
 
 import numpy as np
 
-from .backends import FaissFlat, MultiIndexHashing, NumpyBruteForce, faiss_available
+from .backends import FaissFlat, FaissIVF, MultiIndexHashing, NumpyBruteForce, faiss_available
 from fgmd.codes import check_packed
 from .ranking import Hits, TopK
 
 BACKENDS = ("auto", "numpy", "faiss", "mih")
+APPROXIMATE_BACKENDS = ("ivf",)
 # "auto" picks MIH from this many items on. Measured with benchmarks/bench_search.py (one
 # core each, k = 100, 32/64-bit codes): on clustered, trained-hashing-like codes MIH beats
 # faiss IndexBinaryFlat 1.6-6x at 1M items and 4-37x at 10M, and is about even at 500k
@@ -49,10 +55,10 @@ class Backend(Protocol):
 
 def resolve_backend(backend: str, n_items: int, bits: int) -> str:
     """The concrete backend name for ``backend`` on ``n_items`` codes of ``bits`` bits."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown search backend {backend!r}; choose one of {BACKENDS}")
-    if backend == "faiss" and not faiss_available():
-        raise ImportError("search backend 'faiss' needs faiss: pip install faiss-cpu (or fgmd[search])")
+    if backend not in BACKENDS + APPROXIMATE_BACKENDS:
+        raise ValueError(f"unknown search backend {backend!r}; choose one of {BACKENDS + APPROXIMATE_BACKENDS}")
+    if backend in ("faiss", "ivf") and not faiss_available():
+        raise ImportError(f"search backend {backend!r} needs faiss: pip install faiss-cpu (or fgmd[search])")
     if backend != "auto":
         return backend
     if n_items >= MIH_MIN_ITEMS and bits <= MIH_MAX_SUBSTRINGS * math.log2(n_items):
@@ -61,10 +67,23 @@ def resolve_backend(backend: str, n_items: int, bits: int) -> str:
 
 
 def build_backend(
-    backend: str, db_packed: np.ndarray, bits: int, *, mih_substrings: int | None = None
+    backend: str,
+    db_packed: np.ndarray,
+    bits: int,
+    *,
+    mih_substrings: int | None = None,
+    nprobe: int | None = None,
+    recall_target: float | None = None,
 ) -> Backend:
-    """Build the backend named ``backend`` (``"auto"`` resolved) over ``db_packed [N, K/8]``, N >= 1."""
+    """Build the backend named ``backend`` (``"auto"`` resolved) over ``db_packed [N, K/8]``, N >= 1.
+
+    ``nprobe`` / ``recall_target`` configure ``"ivf"`` (``FaissIVF``; default: calibrated to
+    ``faiss_ivf.DEFAULT_RECALL_TARGET``) and are ignored by the exact backends.
+    """
     name = resolve_backend(backend, len(db_packed), bits)
+    if name == "ivf":
+        options = {} if recall_target is None else {"recall_target": recall_target}
+        return FaissIVF(db_packed, bits, nprobe=nprobe, **options)
     if name == "mih":
         return MultiIndexHashing(db_packed, bits, mih_substrings)
     if name == "faiss":

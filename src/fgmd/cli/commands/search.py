@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="write the results to this file instead of stdout")
     parser.add_argument("--backend", choices=("auto", "numpy", "faiss", "mih"), default="auto",
                         help="search backend; all are exact and give identical results (default auto)")
+    parser.add_argument("--approximate", action="store_true",
+                        help="approximate search (faiss IndexBinaryIVF, needs faiss) for archives where exact search "
+                             "is too slow; its cluster count per query is calibrated to --recall")
+    parser.add_argument("--recall", type=float, default=0.95,
+                        help="with --approximate: recall@100 the search is calibrated to reach (default 0.95)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="device for encoding the queries (default cpu)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -74,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.images) == bool(args.split):
         raise ArchiveError("give query IMAGE files or --split, not both")
     index = Index.load(args.index)
+    backend = "ivf" if args.approximate else args.backend
+    recall_target = args.recall if args.approximate else None
     results = search_images(
         index,
         args.checkpoint,
@@ -82,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         split=args.split,
         k=args.k,
         radius=args.radius,
-        backend=args.backend,
+        backend=backend,
+        recall_target=recall_target,
         batch_size=args.batch_size,
         device=args.device,
         overrides=args.overrides,
@@ -94,6 +102,17 @@ def run(args: argparse.Namespace) -> int:
         "items": len(index),
         **({"radius": args.radius} if args.radius is not None else {"k": args.k}),
     }
+    if args.approximate and len(index):
+        engine = index.backend(backend, recall_target=recall_target)
+        meta["approximate"] = {
+            "backend": "faiss IndexBinaryIVF",
+            "nlist": engine.nlist,
+            "nprobe": engine.nprobe,
+            "recall_target": recall_target,
+            "calibrated_recall_at_100": engine.calibrated_recall,
+        }
+        print(f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, recall@100 "
+              f"{engine.calibrated_recall:.3f} on calibration queries (target {recall_target})", file=sys.stderr)
     text = render(results, args.format, meta)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

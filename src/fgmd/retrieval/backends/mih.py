@@ -31,10 +31,20 @@ cost of the steps up to ``t`` (a cost model in units of one item of a linear sca
 exceeds a scan of all ``N`` items, the query switches to the exact linear scan; before an
 estimate exists, at most a scan's worth is spent. So queries far from everything (random
 codes, small archives) cost about one scan, and results never depend on the switch.
+
+Routing. A query that switches to the scan has already paid for its first steps (up to a
+scan's worth), so on structureless codes (random 64-bit codes at 1M items: the k-th code is
+17 bits away) MIH cost about twice a scan. The backend therefore remembers whether its last
+``ROUTE_WINDOW`` probed queries switched; while more than ``ROUTE_THRESHOLD`` of them did, and
+the last one did, queries go straight to the scan, except every ``ROUTE_PROBE_EVERY``-th one,
+which still probes so that the statistic follows the queries (the same index can serve close
+and far queries: one probed query that does not switch ends the routing). Results are
+identical either way; only the time changes.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import math
@@ -60,6 +70,11 @@ BUCKET_SCAN_COST = 2  # one bucket key tested by a bucket scan
 CANDIDATE_COST = 4  # gather, XOR, m popcounts and bookkeeping of one candidate
 # Items found before the k-th distance is estimated from them (fewer: too noisy).
 MIN_EVIDENCE = 32
+# Routing straight to the scan (module docstring): over the last ROUTE_WINDOW probed
+# queries, more than ROUTE_THRESHOLD switched; every ROUTE_PROBE_EVERY-th query still probes.
+ROUTE_WINDOW = 32
+ROUTE_THRESHOLD = 0.75
+ROUTE_PROBE_EVERY = 8
 
 
 def default_substrings(n_items: int, bits: int) -> int:
@@ -185,8 +200,12 @@ class MultiIndexHashing:
         db_packed: the database codes.
         bits: code length ``K``.
         substrings: number of substrings ``m``; ``None`` -> ``default_substrings(N, K)``.
-        fallback: switch a query to the linear scan when probing is expected to cost more
-            (the results are the same either way; ``False`` forces MIH, e.g. for tests).
+        fallback: switch a query to the linear scan when probing is expected to cost more,
+            and route queries straight to it while most recent ones switched (the results
+            are the same either way; ``False`` forces MIH, e.g. for tests).
+
+    Attributes:
+        routed: queries answered by the scan without probing (routing), since construction.
     """
 
     name = "mih"
@@ -221,6 +240,9 @@ class MultiIndexHashing:
         self._cumulative_cost = np.cumsum(
             [STEP_COST + lookup + candidates * CANDIDATE_COST for _, lookup, candidates in self._plans]
         )
+        self._switched: collections.deque[bool] = collections.deque(maxlen=ROUTE_WINDOW)
+        self._served = 0
+        self.routed = 0
 
     def __len__(self) -> int:
         return len(self.brute)
@@ -327,12 +349,33 @@ class MultiIndexHashing:
             np.concatenate(found_positions or [np.empty(0, np.int64)]),
         )
 
+    def _route_to_scan(self) -> bool:
+        """Whether the next query goes straight to the scan (module docstring, Routing)."""
+        self._served += 1
+        window = self._switched
+        if not self.fallback or len(window) < ROUTE_WINDOW // 2 or self._served % ROUTE_PROBE_EVERY == 0:
+            return False
+        if not window[-1]:  # the last probed query did not switch: probe until the window says so
+            return False
+        if sum(window) <= ROUTE_THRESHOLD * len(window):
+            return False
+        self.routed += 1
+        return True
+
+    def _probe(self, keys: np.ndarray, words: np.ndarray, k: int | None, radius: int | None):
+        """``_candidates`` unless the query is routed to the scan (then ``None``)."""
+        if self._route_to_scan():
+            return None
+        found = self._candidates(keys, words, k, radius)
+        self._switched.append(found is None)
+        return found
+
     def topk(self, queries_packed: np.ndarray, k: int) -> TopK:
         """Exact top-``min(k, N)`` per query (``[Q, K/8]`` packed queries)."""
         k_eff = min(k, len(self))
         rows = []
         for keys, words in zip(self._query_keys(queries_packed), word_view(queries_packed)):
-            found = self._candidates(keys, words, k_eff, None)
+            found = self._probe(keys, words, k_eff, None)
             if found is None:
                 rows.append(select_topk(self.brute.distances(words), k_eff, self.bits))
             else:
@@ -343,7 +386,7 @@ class MultiIndexHashing:
         """All items within ``radius`` per query: one ``Hits(distances, indices)`` each."""
         results = []
         for keys, words in zip(self._query_keys(queries_packed), word_view(queries_packed)):
-            found = self._candidates(keys, words, None, radius)
+            found = self._probe(keys, words, None, radius)
             if found is None:
                 results.append(select_radius(self.brute.distances(words), radius))
             else:
