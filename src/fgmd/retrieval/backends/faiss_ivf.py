@@ -24,8 +24,7 @@ import math
 
 import numpy as np
 
-from fgmd.codes import word_view
-from ..ranking import Hits, TopK, select_radius, select_topk, stack_topk
+from ..ranking import Hits, TopK, select_radius
 from .numpy_brute import NumpyBruteForce
 
 TRAIN_PER_LIST = 64
@@ -140,14 +139,15 @@ class FaissIVF:
         k_eff = min(k, len(self))
         self.index.nprobe = self.nprobe
         distances, labels = self.index.search(np.ascontiguousarray(queries_packed), k_eff)
-        rows = []
-        query_words = word_view(queries_packed)
-        for words, d, p in zip(query_words, distances, labels):
-            if p[-1] < 0:  # the probed clusters held fewer than k items
-                rows.append(select_topk(self.brute.distances(words), k_eff, self.bits))
-            else:
-                rows.append(select_topk(d.astype(np.int32), k_eff, self.bits, positions=p))
-        return stack_topk(rows, k_eff)
+        distances = distances.astype(np.int32)
+        order = np.lexsort((labels, distances), axis=-1)  # ties by database position
+        distances = np.take_along_axis(distances, order, axis=-1)
+        labels = np.take_along_axis(labels, order, axis=-1).astype(np.int64)
+        short = np.flatnonzero((labels < 0).any(axis=1))  # the probed clusters held fewer than k items
+        if len(short):
+            exact = self.brute.topk(queries_packed[short], k_eff)
+            distances[short], labels[short] = exact.distances, exact.indices
+        return TopK(distances, labels)
 
     def radius(self, queries_packed: np.ndarray, radius: int) -> list[Hits]:
         """Items within ``radius`` found in the probed clusters: one ``Hits(distances, indices)`` per query."""
