@@ -72,7 +72,7 @@ def encode_model_codes(checkpoint: Path, out: Path, pool_modality: str | None, p
     from fgmd.data.datasets import build_dataset
     from fgmd.data.transforms import build_transforms
     from fgmd.evaluation.evaluate import encode_images
-    from fgmd.retrieval.packing import pack_codes
+    from fgmd.codes import pack_codes
 
     model, config = load_model(checkpoint)
     data = config.data
