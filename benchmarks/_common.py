@@ -25,6 +25,22 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+# The instruction-set flags that change PyTorch's CPU kernels (oneDNN, ATen's vector code).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """The :data:`ISA_FLAGS` this CPU reports in ``/proc/cpuinfo`` (``lscpu``'s Flags line)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in ISA_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
 def run_meta(**extra) -> dict:
     """Machine, date, command and library versions of this run."""
     import numpy
@@ -34,6 +50,7 @@ def run_meta(**extra) -> dict:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": shlex.join([sys.executable, *sys.argv]),
         "cpu": cpu_model(),
+        "cpu_isa_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "load_average_start": os.getloadavg(),
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),

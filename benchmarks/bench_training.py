@@ -1,36 +1,34 @@
-"""Training throughput and peak memory: one batched pass per branch vs six separate passes.
+"""Training throughput: FG-MD at an older commit vs this checkout, and vs a plain dual MobileNetV2.
 
-Variants (each run in its own process, so peak memory does not mix):
+Variants (each in its own process, alternating ABC ABC … for ``--repeats`` rounds; tables show
+medians):
 
-* ``batched`` — the implementation (``Trainer.train_step``): per branch, anchors, positives and
-  negatives go through the encoder as one ``3B`` batch (two encoder calls per step).
-* ``naive`` — six separate encoder calls per step: anchor A, anchor B, then positive and
-  negative of each direction (A's positives/negatives are encoded by branch A for the B->A
-  triplets, and so on), concatenated into the same role-major layout, same objective, same
-  optimiser step. Implemented here only, not in the library. Note that BatchNorm then
-  normalises each call's ``B`` images separately, so it is not the same computation.
+* ``old-fgmd`` — FG-MD as trained by the code of ``--old`` (a git ref, checked out as a
+  detached ``git worktree`` in a temporary folder, or ``--old-src`` pointing at its ``src/``).
+* ``fgmd`` — FG-MD as trained by this checkout.
+* ``plain`` — this checkout with ``model.fdfsp=false model.adf=false loss.damd=false``: two
+  bare MobileNetV2 trunks of the same width with the same hash/classifier heads, trained on the
+  same data with the same objective minus the distillation term (the ablation's baseline).
 
-Each process builds the run as ``fgmd train`` would (``Trainer``), mines epoch 0 and trains
-``--limit-batches`` batches of that epoch (0 = the whole epoch). Reported: pairs per second of
-the optimisation steps (forward, backward, optimiser; the first step is a warm-up and is
-excluded) and of the whole loop including data loading; peak RSS of the process
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and RSS before the first step. Runs alternate
-variants (``--repeats``, ABAB) and the table shows medians.
+Each process builds the run as ``fgmd train`` does (``Trainer``: data checks, decoding,
+model, optimiser; "build s"), then times ``--epochs`` whole calls of ``Trainer.train_epoch``
+(mining + every optimisation step + bank update). The first epoch is a warm-up and is not
+counted unless it is the only one. Steps/s and images/s (6 images per triplet: anchor,
+positive, negative in each modality) are over the timed epochs' wall time.
 
-Memory allocator (``--malloc``): with glibc's defaults, every tensor above the mmap threshold
-(32 MiB at most) is mmap-ed when allocated and unmapped when freed, so each training step
-page-faults and zeroes gigabytes again; the large ``3B`` batches of the batched step suffer
-most (measured: same user time, ~5x the system time). ``no-mmap`` runs the process with
-``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=<64 GiB>``, so freed
-memory is reused from the heap. Give both (``--malloc default,no-mmap``) to compare.
+``--profile-steps N`` (this checkout only) then splits N further steps with
+:class:`fgmd.training.trainer.StepClock` into data (building the augmented batch), forward,
+backward and optimiser, beside the measured mining time per epoch; ``--torch-profile`` also
+prints torch.profiler's top operators of those steps. On a CUDA device the GPU utilisation is
+sampled every 0.1 s during the timed epochs (``torch.cuda.utilization``, needs pynvml).
 
-Data: ``--data`` (a folder-layout dataset), default the shared EuroSAT MS/PAN benchmark
-(``shared/data/eurosat_rgb5_mspan`` next to the checkout) when present, else a generated demo
-dataset.
+Data: ``--data`` (a folder-layout dataset; default: the demo's procedural dataset, generated
+into a temporary folder), trained with ``--config`` (default: the demo config) and ``KEY=VALUE``
+overrides. The same CPU allocator tuning as the ``fgmd`` CLI is applied in every process.
 
-Example::
+Example (old main vs this checkout on the demo data, 2 threads)::
 
-    python benchmarks/bench_training.py --image-size 224 --batch-size 32 --limit-batches 5 --out train.json
+    python benchmarks/bench_training.py --old 2ed294b --epochs 3 --repeats 2 --profile-steps 20 --out training.json
 """
 
 from __future__ import annotations
@@ -45,210 +43,241 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import find_shared_data, markdown_table, peak_rss_mib, run_meta, write_json
-
-VARIANTS = ("batched", "naive")
-MALLOC = {
-    "default": None,
-    "no-mmap": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736",
-}
+HERE = Path(__file__).resolve().parent
+PLAIN = ["model.fdfsp=false", "model.adf=false", "loss.damd=false"]
 
 
-def current_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def naive_step(trainer, batch: dict) -> tuple[dict, int]:
-    """Six encoder calls per step (module docstring), then the same loss and update as ``train_step``."""
+def worker(spec: dict) -> dict:
+    """One variant's measurements (runs in a fresh process importing fgmd from ``spec['src']``)."""
+    sys.path.insert(0, spec["src"])
     import torch
 
-    from fgmd.training.trainer import _role_major
-
-    size = len(batch["index"])
-    device = trainer.device
-    codes, features, labels = {}, {}, {}
-    outputs = {m: [None, None, None] for m in trainer.modalities}
-    for m in trainer.modalities:  # anchor A, anchor B
-        outputs[m][0] = trainer.model.encoders[m](batch[f"images_{m}"][:, 0].to(device))
-    for m in trainer.modalities:  # positives and negatives, per direction
-        for role in (1, 2):
-            outputs[m][role] = trainer.model.encoders[m](batch[f"images_{m}"][:, role].to(device))
-    for m in trainer.modalities:
-        codes[m] = torch.cat([out.codes for out in outputs[m]]).float()
-        features[m] = outputs[m][0].features
-        labels[m] = _role_major(batch[f"labels_{m}"]).to(device)
-    loss, terms = trainer.objective(codes, labels, features if trainer.objective.damd is not None else None)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    trainer.optimizer.step()
-    for m in trainer.modalities:
-        trainer.bank[m][batch["index"]] = torch.where(codes[m][:size].detach().cpu() >= 0, 1, -1).to(torch.int8)
-    return terms, size
-
-
-def child(args) -> dict:
-    """Train ``limit_batches`` batches of one variant in this process; return the measurements."""
-    import torch
-    from torch.utils.data import DataLoader
-
+    torch.set_num_threads(spec["threads"])
+    from fgmd.allocator import tune_cpu_allocator
     from fgmd.config import load_config
     from fgmd.training.trainer import Trainer
 
-    torch.set_num_threads(args.threads)
-    overrides = [
-        f"data.root={args.data}",
-        f"out_dir={args.workdir}/run_{args.child}",
-        "data.modality={ms: {channels: 3}, pan: {channels: 1}}",
-        f"data.image_size={args.image_size}",
-        f"data.resize={round(args.image_size * 256 / 224)}",
-        "data.val_fraction=0",
-        f"data.num_workers={args.workers}",
-        f"data.cache_images={'true' if args.cache else 'false'}",
-        f"model.bits={args.bits}",
-        f"model.width_mult={args.width}",
-        f"train.batch_size={args.batch_size}",
-        "train.device=cpu",
-    ]
-    config = load_config(None, overrides)
+    tune_cpu_allocator()
+    config = load_config(spec["config"], spec["overrides"])
+    start = time.perf_counter()
     trainer = Trainer(config, progress=False)
-    triplets = trainer.mine(0)
-    loader = DataLoader(
-        triplets,
-        batch_size=args.batch_size,
-        shuffle=True,
-        num_workers=args.workers,
-        generator=torch.Generator().manual_seed(0),
-        drop_last=True,
-    )
-    step = trainer.train_step if args.child == "batched" else lambda batch: naive_step(trainer, batch)
-    trainer.step_module.train()
-    rss_before = current_rss_mib()
-    peak_before = peak_rss_mib()
-    import resource
-
-    step_times, pairs, first_end = [], 0, None
-    usage_start = None
-    for number, batch in enumerate(loader):
-        if args.limit_batches and number >= args.limit_batches:
-            break
+    build_s = time.perf_counter() - start
+    pairs = len(trainer.train_set)
+    steps = -(-pairs // config.train.batch_size)
+    sampler = UtilisationSampler(trainer.device)
+    epochs = []
+    for epoch in range(spec["epochs"]):
+        if epoch == 1 or spec["epochs"] == 1:
+            sampler.start()
         start = time.perf_counter()
-        _, size = step(batch)
-        end = time.perf_counter()
-        if number == 0:
-            first_end = end  # warm-up step excluded
-            usage_start = resource.getrusage(resource.RUSAGE_SELF)
-        else:
-            step_times.append(end - start)
-            pairs += size
-    loop_time = time.perf_counter() - first_end if first_end is not None else float("nan")
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = {}
-    if usage_start is not None:  # after the warm-up step: where the time goes, and page faults
-        cpu = {
-            "user_s": usage.ru_utime - usage_start.ru_utime,
-            "sys_s": usage.ru_stime - usage_start.ru_stime,
-            "minor_page_faults": usage.ru_minflt - usage_start.ru_minflt,
-        }
-    return {
-        "variant": args.child,
-        "steps_timed": len(step_times),
-        "pairs_timed": pairs,
-        "pairs_per_s_steps": pairs / sum(step_times) if step_times else float("nan"),
-        "pairs_per_s_loop": pairs / loop_time if step_times else float("nan"),
-        "step_s_median": statistics.median(step_times) if step_times else float("nan"),
-        "rss_before_mib": rss_before,
-        "peak_rss_before_mib": peak_before,
-        "peak_rss_mib": peak_rss_mib(),
-        "train_pairs": len(triplets),
-        **cpu,
+        record = trainer.train_epoch(epoch)
+        epochs.append({"wall_s": time.perf_counter() - start, "mining_s": record.get("mining_s")})
+    sampler.stop()
+    timed = epochs[1:] or epochs
+    wall = sum(e["wall_s"] for e in timed)
+    result = {
+        "build_s": build_s,
+        "pairs": pairs,
+        "steps_per_epoch": steps,
+        "epoch_s": wall / len(timed),
+        "steps_per_s": steps * len(timed) / wall,
+        "images_per_s": 6 * pairs * len(timed) / wall,
+        "mining_s": statistics.mean(e["mining_s"] for e in timed) if timed[0]["mining_s"] is not None else None,
+        "gpu_utilisation": sampler.mean(),
+        "fgmd_module": __import__("fgmd").__file__,
+        "epochs": epochs,
     }
+    if spec["profile_steps"]:
+        result["profile"] = profile_steps(trainer, spec["profile_steps"], spec["epochs"], spec["torch_profile"])
+    return result
 
 
-def main(argv: list[str] | None = None) -> None:
+def profile_steps(trainer, count: int, epoch: int, torch_profile: bool) -> dict:
+    """Mean seconds per step of each phase over ``count`` steps (data, forward, backward, optimiser)."""
+    import torch
+
+    from fgmd.training.trainer import StepClock
+
+    positives, negatives = trainer.mine(epoch)
+    clock = StepClock(trainer.device)
+    done = 0
+    profiler = torch.profiler.profile() if torch_profile else None
+    if profiler is not None:
+        profiler.__enter__()
+    while done < count:
+        for batch in _timed_batches(trainer.batches(epoch, positives, negatives), clock):
+            trainer.train_step(batch, clock)
+            done += 1
+            if done == count:
+                break
+        epoch += 1
+    phases = {phase: seconds / count for phase, seconds in clock.totals.items()}
+    if profiler is not None:
+        profiler.__exit__(None, None, None)
+        phases["torch_profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    return phases
+
+
+def _timed_batches(batches, clock):
+    clock.reset()
+    for batch in batches:
+        clock.lap("data")
+        yield batch
+        clock.reset()
+
+
+class UtilisationSampler:
+    """Mean GPU utilisation (%) sampled every 0.1 s between :meth:`start` and :meth:`stop` (CUDA only)."""
+
+    def __init__(self, device):
+        self.device, self.samples, self._thread = device, [], None
+
+    def start(self) -> None:
+        import threading
+
+        import torch
+
+        if self.device.type != "cuda":
+            return
+        try:
+            torch.cuda.utilization(self.device)
+        except Exception:  # pynvml missing or no NVML: report no utilisation rather than guess
+            return
+        self._running = True
+
+        def sample():
+            while self._running:
+                self.samples.append(torch.cuda.utilization(self.device))
+                time.sleep(0.1)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._running = False
+            self._thread.join()
+
+    def mean(self) -> float | None:
+        return statistics.mean(self.samples) if self.samples else None
+
+
+def old_checkout(ref: str, folder: Path) -> Path:
+    """``ref`` of this repository as a detached worktree in ``folder``; returns its ``src``."""
+    subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(folder), ref],
+                   check=True, capture_output=True)
+    return folder / "src"
+
+
+def run_variant(name: str, src: Path, args, config: str, overrides: list[str]) -> dict:
+    spec = {
+        "src": str(src),
+        "config": config,
+        "overrides": overrides,
+        "threads": args.threads,
+        "epochs": args.epochs,
+        "profile_steps": args.profile_steps if name != "old-fgmd" else 0,
+        "torch_profile": args.torch_profile and name == "fgmd",
+    }
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = str(args.threads)
+    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
+                          capture_output=True, text=True, env=env, cwd=str(HERE))
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, help="folder-layout dataset (default: shared EuroSAT, else demo data)")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--limit-batches", type=int, default=0, help="batches per run (0 = one whole epoch)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per variant, alternating (ABAB)")
-    parser.add_argument("--threads", type=int, default=max(1, min(os.cpu_count() or 1, 2)))
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
-                        help="decode each image once (data.cache_images; default on)")
-    parser.add_argument("--bits", type=int, default=32)
-    parser.add_argument("--width", type=float, default=1.0)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--malloc", default="default", help=f"comma-separated allocator settings: {', '.join(MALLOC)}")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-
-    if args.child:
-        args.child_out.write_text(json.dumps(child(args)))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--old", default="2ed294b", help="git ref of the old code (default: before the batched data path)")
+    parser.add_argument("--old-src", type=Path, help="src/ folder of the old code instead of --old")
+    parser.add_argument("--variants", default="old-fgmd,fgmd,plain")
+    parser.add_argument("--data", type=Path, help="folder-layout dataset (default: the generated demo data)")
+    parser.add_argument("--config", help="run config (default: the demo config)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per process; the first is a warm-up")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--profile-steps", type=int, default=20)
+    parser.add_argument("--torch-profile", action="store_true")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides for every variant")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
         return
 
-    with tempfile.TemporaryDirectory() as workdir:
-        data = args.data or find_shared_data()
-        data_note = "shared EuroSAT MS/PAN" if data is not None and args.data is None else str(data)
+    from _common import markdown_table, run_meta, write_json
+
+    from fgmd.data.synthetic import generate_demo_dataset
+    from fgmd.demo import DEMO_PAIRS_PER_CLASS, demo_config_path
+
+    variants = args.variants.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = args.data
         if data is None:
-            from fgmd.data.synthetic import generate_demo_dataset
+            data = generate_demo_dataset(tmp / "demo_data", n_per_class=DEMO_PAIRS_PER_CLASS, seed=0)
+        config = args.config or str(demo_config_path())
+        sources = {"fgmd": HERE.parent / "src", "plain": HERE.parent / "src"}
+        if "old-fgmd" in variants:
+            sources["old-fgmd"] = args.old_src or old_checkout(args.old, tmp / "old")
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
+        try:
+            for repeat in range(args.repeats):
+                for name in variants:
+                    overrides = [f"data.root={data}", f"out_dir={tmp / 'runs' / name / str(repeat)}", *args.overrides]
+                    if name == "plain":
+                        overrides += PLAIN
+                    result = run_variant(name, sources[name], args, config, overrides)
+                    runs[name].append(result)
+                    print(f"{name} #{repeat}: {result['epoch_s']:.2f} s/epoch, {result['steps_per_s']:.3f} steps/s",
+                          file=sys.stderr)
+        finally:
+            if "old-fgmd" in variants and args.old_src is None:
+                subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tmp / "old")],
+                               capture_output=True)
 
-            data = generate_demo_dataset(Path(workdir) / "demo", n_per_class=60, seed=0)
-            data_note = "generated demo data (60 pairs per class)"
-        meta = run_meta(data=str(data), data_note=data_note, image_size=args.image_size, batch_size=args.batch_size,
-                        limit_batches=args.limit_batches, threads=args.threads, workers=args.workers)
-        print(meta, flush=True)
-        results = []
-        variants = args.variants.split(",")
-        mallocs = args.malloc.split(",")
-        unknown = set(mallocs) - set(MALLOC)
-        if unknown:
-            raise SystemExit(f"unknown --malloc {sorted(unknown)}; choose from {list(MALLOC)}")
-        runs = [(v, m) for m in mallocs for v in variants]
-        for repeat in range(args.repeats):
-            for variant, malloc in runs if repeat % 2 == 0 else runs[::-1]:
-                out = Path(workdir) / f"{variant}_{malloc}_{repeat}.json"
-                command = [sys.executable, __file__, "--child", variant, "--child-out", str(out), "--workdir", workdir,
-                           "--data", str(data), "--image-size", str(args.image_size), "--batch-size",
-                           str(args.batch_size), "--limit-batches", str(args.limit_batches), "--threads",
-                           str(args.threads), "--workers", str(args.workers), "--bits", str(args.bits),
-                           "--width", str(args.width), "--cache" if args.cache else "--no-cache"]
-                env = dict(os.environ)
-                if MALLOC[malloc]:
-                    env["GLIBC_TUNABLES"] = MALLOC[malloc]
-                run = subprocess.run(command, capture_output=True, text=True, env=env)
-                if run.returncode != 0:
-                    raise SystemExit(f"{variant} failed:\n{run.stderr[-3000:]}")
-                record = {**json.loads(out.read_text()), "repeat": repeat, "malloc": malloc}
-                results.append(record)
-                print(f"{variant:8s} malloc={malloc:8s} repeat {repeat}: {record['pairs_per_s_steps']:.2f} pairs/s (steps), "
-                      f"peak RSS {record['peak_rss_mib']:.0f} MiB, user {record.get('user_s', 0):.1f} s, "
-                      f"sys {record.get('sys_s', 0):.1f} s, {record.get('minor_page_faults', 0):,} page faults",
-                      flush=True)
+    def median(name, key):
+        values = [r[key] for r in runs[name] if r.get(key) is not None]
+        return statistics.median(values) if values else None
 
-    rows = []
-    for variant, malloc in runs:
-        chosen = [r for r in results if r["variant"] == variant and r["malloc"] == malloc]
-        if not all("user_s" in r for r in chosen):  # a single batch: nothing was timed
-            continue
-        median = lambda key: statistics.median(r[key] for r in chosen)  # noqa: E731
-        rows.append([variant, malloc, chosen[0]["train_pairs"], chosen[0]["steps_timed"], f"{median('pairs_per_s_steps'):.2f}",
-                     f"{median('pairs_per_s_loop'):.2f}", f"{median('step_s_median'):.2f}",
-                     f"{median('user_s'):.1f} / {median('sys_s'):.1f}",
-                     f"{median('rss_before_mib'):.0f}", f"{median('peak_rss_mib'):.0f}",
-                     f"{median('peak_rss_mib') - median('rss_before_mib'):.0f}"])
+    base = median("old-fgmd", "steps_per_s") if "old-fgmd" in runs else None
+    fgmd = median("fgmd", "steps_per_s") if "fgmd" in runs else None
+    rows, results = [], []
+    for name in variants:
+        sps = median(name, "steps_per_s")
+        mining = median(name, "mining_s")
+        gpu = median(name, "gpu_utilisation")
+        rows.append([
+            name, runs[name][0]["steps_per_epoch"], f"{median(name, 'epoch_s'):.2f}", f"{sps:.3f}",
+            f"{median(name, 'images_per_s'):.0f}", f"{mining:.3f}" if mining is not None else "–",
+            f"{sps / base:.2f}×" if base else "–", f"{fgmd / sps:.2f}×" if fgmd else "–",
+            f"{gpu:.0f}%" if gpu is not None else "–",
+        ])
+        results.append({"variant": name, "runs": runs[name]})
     table = markdown_table(
-        ["variant", "malloc", "training pairs", "steps timed", "pairs/s (steps)", "pairs/s (incl. loading)",
-         "step (s)", "CPU user / sys (s)", "RSS before (MiB)", "peak RSS (MiB)", "peak - before (MiB)"],
-        rows,
-    )
-    print()
+        ["variant", "steps/epoch", "epoch s", "steps/s", "images/s", "mining s/epoch", "vs old-fgmd", "fgmd vs this",
+         "GPU util."], rows)
+    phase_rows = []
+    for name in variants:
+        profiles = [r["profile"] for r in runs[name] if "profile" in r]
+        if profiles:
+            phases = ("data", "forward", "backward", "optimiser")
+            means = {p: statistics.median(pr[p] for pr in profiles) * 1000 for p in phases}
+            phase_rows.append([name, *(f"{means[p]:.1f}" for p in phases), f"{sum(means.values()):.1f}"])
+    if phase_rows:
+        table += "\nms per step:\n\n" + markdown_table(["variant", "data", "forward", "backward", "optimiser", "sum"],
+                                                       phase_rows)
     print(table)
+    for name in variants:
+        for r in runs[name]:
+            if "torch_profile" in r.get("profile", {}):
+                print(f"torch.profiler, {name}:\n{r['profile']['torch_profile']}")
+                break
+    meta = run_meta(old=args.old if args.old_src is None else str(args.old_src),
+                    threads=args.threads, epochs=args.epochs, repeats=args.repeats, data=str(args.data or "demo"))
     write_json(args.out, meta, results, table)
 
 
