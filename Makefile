@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(TORCH) -c constraints.txt
-	$(PY) -m pip install -e ".[search,onnx,tiff,report,test]" -c constraints.txt
+	$(PY) -m pip install -e ".[search,onnx,tiff,report,serve,test]" -c constraints.txt
 	touch $@
 
 demo: setup

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,10 @@ from fgmd.retrieval import Index, IndexFileError
 from fgmd.retrieval import encode_archive
 from fgmd.retrieval.encode_archive import ArchiveError, build_index
 from fgmd.retrieval.identity import identity_mismatches, weights_sha256
+
+
+def images_class_names(config):
+    return list(build_dataset(config.data, "database").class_names)
 
 
 def test_index_a_split_round_trip(tiny_checkpoint, tmp_path, capsys):
@@ -38,6 +44,10 @@ def test_index_a_split_round_trip(tiny_checkpoint, tmp_path, capsys):
     assert identity["weights_sha256"] == weights_sha256(model.encoders["pan"])
     assert identity["config"] == config.to_dict()
     assert not (tmp_path / "db.fgidx.parts").exists()  # merged and cleaned up
+    # the archive root (absolute), each item's file relative to it, and the class names
+    assert index.root == os.path.abspath(config.data.root)
+    assert [index.file_of(i) for i in range(len(index))] == [os.path.abspath(r.paths["pan"]) for r in images.records]
+    assert not any(p.startswith("/") for p in index.paths) and index.class_names == images_class_names(config)
     # the encoder identity of the other branch or another checkpoint does not match
     assert identity_mismatches(identity, {**identity, "weights_sha256": weights_sha256(model.encoders["ms"])})
 
@@ -58,6 +68,8 @@ def test_index_a_folder_ids_are_relative_paths(tiny_dataset, tiny_checkpoint, tm
     files = sorted(folder.rglob("*.png"))
     assert list(index.ids) == sorted(p.relative_to(folder).with_suffix("").as_posix() for p in files)
     assert index.ids[0].startswith("group0/") and index.labels is None
+    assert index.root == str(folder.resolve()) and index.class_names is None
+    assert list(index.paths) == sorted(p.relative_to(folder).as_posix() for p in files)
     # two files with one id
     (folder / "group0" / f"{index.ids[0].split('/')[1]}.jpg").write_bytes(b"x")
     with pytest.raises(ArchiveError, match="two images have the id"):

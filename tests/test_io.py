@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fgmd.data.io import ImageReadError, read_image
+from fgmd.data import io as image_io
+from fgmd.data.io import ImageReadError, decode_image, read_image
 
 tifffile = pytest.importorskip("tifffile")
 
@@ -232,3 +233,39 @@ def test_band_selection_accepts_arrays(tmp_path: Path):
     path = _save(tmp_path / "c.png", RGB)
     assert torch.equal(read_image(path, bands=np.array([1])), read_image(path, bands=(1,)))
     assert torch.equal(read_image(path, bands=torch.tensor([1])), read_image(path)[[1]])
+
+
+# --------------------------------------------------------------------------- in memory
+
+
+def test_decode_image_equals_read_image(tmp_path: Path):
+    """Bytes decode exactly as the file they came from (PNG 8/16-bit, JPEG, multi-band TIFF)."""
+    files = {}
+    Image.fromarray(RGB).save(files.setdefault("rgb.png", tmp_path / "rgb.png"))
+    Image.fromarray((GREY.astype(np.uint16) * 257)).save(files.setdefault("grey16.png", tmp_path / "grey16.png"))
+    Image.fromarray(RGB).save(files.setdefault("rgb.jpg", tmp_path / "rgb.jpg"), quality=90)
+    bands = RNG.integers(0, 65536, (12, 10, 5), dtype=np.uint16)
+    tifffile.imwrite(files.setdefault("ms.tif", tmp_path / "ms.tif"), bands)
+    for name, path in files.items():
+        expected = read_image(path)
+        got = decode_image(path.read_bytes(), "upload-" + name)
+        assert torch.equal(got, expected), name
+    assert torch.equal(decode_image(files["ms.tif"].read_bytes(), "x", bands=[4, 0]), read_image(files["ms.tif"], [4, 0]))
+    assert decode_image(files["ms.tif"].read_bytes(), "x").shape == (5, 12, 10)
+
+
+def test_decode_image_errors_name_the_upload():
+    for data, match in ((b"", "empty file"), (b"hello", "not an image in a supported format"),
+                        (b"II*\x00garbage", "TIFF")):
+        with pytest.raises(ImageReadError, match=match) as info:
+            decode_image(data, "my-upload.png")
+        assert info.value.path == "my-upload.png"
+
+
+def test_tiff_over_the_sample_limit_is_refused_before_decoding(tmp_path: Path, monkeypatch):
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.zeros((20, 20, 4), dtype=np.uint16))
+    monkeypatch.setattr(image_io, "MAX_TIFF_SAMPLES", 20 * 20 * 4 - 1)
+    _expect_error(path, "image too large")
+    with pytest.raises(ImageReadError, match="image too large"):
+        decode_image(path.read_bytes(), "big.tif")

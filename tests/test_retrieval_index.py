@@ -180,9 +180,9 @@ def test_wrong_magic_and_version(tmp_path, index):
     with pytest.raises(IndexFileError, match="other.bin: not an fgmd index file"):
         Index.load(tmp_path / "other.bin")
     assert data[:8] == MAGIC
-    data[8:12] = struct.pack("<I", 2)
+    data[8:12] = struct.pack("<I", 3)
     path.write_bytes(bytes(data))
-    with pytest.raises(IndexFileError, match="archive.fgmdidx: unsupported index format version 2"):
+    with pytest.raises(IndexFileError, match="archive.fgmdidx: unsupported index format version 3"):
         Index.load(path)
 
 
@@ -204,8 +204,9 @@ def test_metadata_is_documented_json(tmp_path, index):
     data = path.read_bytes()
     _, version, _, length = struct.unpack("<8sIIQ", data[:24])
     metadata = json.loads(data[64 : 64 + length])
-    assert version == metadata["format_version"] == 1
+    assert version == metadata["format_version"] == 2
     assert metadata["count"] == 200 and metadata["bits"] == 32 and metadata["num_labels"] == 6
+    assert metadata["root"] is None and metadata["class_names"] is None
     assert set(metadata["sections"]) == {"codes", "ids", "labels"}
     assert all(section["offset"] % 64 == 0 for section in metadata["sections"].values())
 
@@ -224,3 +225,44 @@ def test_index_search_backends_agree(index, backend):
     for (distances, indices), row in zip(index.radius_search(queries, 12, backend), expected.distances):
         assert (distances <= 12).all() and np.all(np.diff(distances) >= 0)
         assert len(indices) >= (row <= 12).sum()
+
+
+def test_paths_root_and_class_names_round_trip(tmp_path):
+    codes, ids, labels = make_items(5)
+    paths = [f"images/pan/{i}.png" for i in ids]
+    names = [f"class {c}" for c in range(6)]
+    index = Index(32, "pan", ENCODER, codes[:3], ids[:3], labels[:3], paths[:3], root=tmp_path / "archive", class_names=names)
+    index.add(codes[3:], ids[3:], labels[3:], paths[3:])
+    loaded = Index.load(index.save(tmp_path / "a.fgidx"))
+    assert loaded.root == str(tmp_path / "archive") and os.path.isabs(loaded.root)
+    assert list(loaded.paths) == paths and loaded.class_names == names
+    assert loaded.file_of(4) == os.path.join(str(tmp_path / "archive"), "images", "pan", f"{ids[4]}.png")
+    with pytest.raises(ValueError, match="stores image paths"):
+        loaded.add(*make_items(1, prefix="new")[:3])
+    plain = Index(32, "pan", ENCODER, codes, ids, labels)
+    with pytest.raises(ValueError, match="has no image paths"):
+        plain.add(*make_items(1, prefix="new")[:3], ["x.png"])
+    assert plain.paths is None and plain.file_of(0) is None
+    with pytest.raises(ValueError, match="names 2"):
+        Index(32, "pan", ENCODER, codes, ids, labels, class_names=["a", "b"])
+
+
+def test_version_1_files_still_load(tmp_path, index):
+    """A file as fgmd wrote it before paths existed: version 1, no root/class_names keys."""
+    path = index.save(tmp_path / "new.fgidx")
+    data = path.read_bytes()
+    meta_length = struct.unpack("<Q", data[16:24])[0]
+    metadata = json.loads(data[64 : 64 + meta_length])
+    payload = data[-(metadata["payload_size"]) :]
+    del metadata["root"], metadata["class_names"]
+    metadata["format_version"] = 1
+    meta_bytes = json.dumps(metadata, sort_keys=True).encode()
+    import hashlib
+
+    header = struct.pack("<8sIIQ32s8x", MAGIC, 1, 0, len(meta_bytes), hashlib.sha256(meta_bytes).digest())
+    head = header + meta_bytes
+    head += bytes(-len(head) % 64)
+    (tmp_path / "old.fgidx").write_bytes(head + payload)
+    old = Index.load(tmp_path / "old.fgidx")
+    assert list(old.ids) == list(index.ids) and old.paths is None and old.root is None and old.class_names is None
+    np.testing.assert_array_equal(old.codes, index.codes)

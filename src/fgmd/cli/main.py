@@ -17,11 +17,14 @@ from fgmd.cli.commands import (
     prepare,
     report,
     search,
+    serve,
     sweep,
     train,
 )
 
-COMMANDS = [demo, train, eval, report, index, search, export, sweep, ablate, info, check_data, prepare, generate_demo_data]
+COMMANDS = [
+    demo, train, eval, report, index, search, serve, export, sweep, ablate, info, check_data, prepare, generate_demo_data
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

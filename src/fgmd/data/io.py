@@ -34,27 +34,48 @@ Axes (TIFF)
     first series and its full-resolution level are read (GeoTIFF overviews are ignored).
     Data with more than 3 non-singleton axes is refused.
 
+Size limit (decompression bombs)
+    Pillow refuses an image of more than ``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels (about
+    179 million by default) from its header, before decoding; a TIFF whose first series holds
+    more than :data:`MAX_TIFF_SAMPLES` samples (pixels times bands) is refused the same way.
+
+In memory
+    :func:`decode_image` decodes the bytes of a file (an upload) with the same rules,
+    without writing them anywhere; the decoder is chosen from the data's signature (PNG,
+    JPEG, TIFF, ...), the name only labels the messages.
+
 Truncation detection relies on Pillow's default ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES =
 False``; this module never changes that global.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageReadError", "read_image", "PILLOW_EXTENSIONS", "TIFF_EXTENSIONS", "SUPPORTED_EXTENSIONS"]
+__all__ = [
+    "ImageReadError",
+    "decode_image",
+    "read_image",
+    "MAX_TIFF_SAMPLES",
+    "PILLOW_EXTENSIONS",
+    "TIFF_EXTENSIONS",
+    "SUPPORTED_EXTENSIONS",
+]
 
 PILLOW_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".jp2"})
 TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
 SUPPORTED_EXTENSIONS = PILLOW_EXTENSIONS | TIFF_EXTENSIONS
 
 _MAX_BANDS_FIRST = 16
+MAX_TIFF_SAMPLES = 1 << 30  # samples (pixels x bands) in a TIFF's first series: 4 GiB as float32
 
 
 class ImageReadError(OSError):
@@ -93,33 +114,61 @@ def read_image(path: str | os.PathLike[str], bands: Sequence[int] | None = None)
         raise ImageReadError(p, "not a regular file")
     ext = p.suffix.lower()
     if ext in PILLOW_EXTENSIONS:
-        array = _read_pillow(p)
+        array = _read_pillow(p, p)
     elif ext in TIFF_EXTENSIONS:
-        array = _read_tiff(p)
+        array = _read_tiff(p, p)
     else:
         supported = " ".join(sorted(SUPPORTED_EXTENSIONS))
         ext_text = p.suffix or "(none)"
         raise ImageReadError(p, f"unsupported file extension {ext_text!r}; supported: {supported}")
+    return _finish(p, array, bands)
+
+
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+def decode_image(data: bytes, name: str, bands: Sequence[int] | None = None) -> torch.Tensor:
+    """Decode the bytes of an image file (e.g. an upload) into ``[C, H, W]`` float32, in memory.
+
+    The rules are those of :func:`read_image`; TIFF is recognised by its signature, every
+    other format is left to Pillow. ``name`` (the upload's file name) only labels errors.
+
+    Raises:
+        ImageReadError: empty, not an image, truncated or corrupt data, an image over the
+            size limits, an unsupported layout or pixel type, or an invalid ``bands``.
+    """
+    if not data:
+        raise ImageReadError(name, "empty file")
+    if data[:4] in _TIFF_SIGNATURES:
+        array = _read_tiff(name, io.BytesIO(data))
+    else:
+        array = _read_pillow(name, io.BytesIO(data))
+    return _finish(name, array, bands)
+
+
+def _finish(path: str | Path, array: np.ndarray, bands: Sequence[int] | None) -> torch.Tensor:
     if array.shape[1] == 0 or array.shape[2] == 0 or array.shape[0] == 0:
-        raise ImageReadError(p, f"image has an empty dimension (shape {tuple(array.shape)})")
+        raise ImageReadError(path, f"image has an empty dimension (shape {tuple(array.shape)})")
     if bands is not None:
-        array = _select_bands(p, array, bands)
-    return torch.from_numpy(_to_float(p, array))
+        array = _select_bands(path, array, bands)
+    return torch.from_numpy(_to_float(path, array))
 
 
 # --------------------------------------------------------------------------- Pillow
 
 
-def _read_pillow(path: Path) -> np.ndarray:
-    """Decode with Pillow; returns [C, H, W] in the file's sample type."""
+def _read_pillow(path: str | Path, source: Path | BinaryIO) -> np.ndarray:
+    """Decode ``source`` with Pillow; returns [C, H, W] in the file's sample type."""
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             img.load()  # force the full decode: truncated/corrupt data fails here, not later
             return _pillow_to_array(path, img)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageReadError(path, f"refused by Pillow's decompression-bomb check ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(path, "not an image in a supported format (PNG, JPEG, TIFF, BMP, ...)") from exc
     except Exception as exc:  # noqa: BLE001 - every decoder failure becomes a named-file error
         reason = f"corrupt, truncated or not a supported image ({type(exc).__name__}: {exc})"
         raise ImageReadError(path, reason) from exc
@@ -169,7 +218,7 @@ def _pillow_to_array(path: Path, img: Image.Image) -> np.ndarray:
 # --------------------------------------------------------------------------- TIFF
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: str | Path, source: Path | BinaryIO) -> np.ndarray:
     try:
         import tifffile
     except ImportError as exc:
@@ -177,10 +226,15 @@ def _read_tiff(path: Path) -> np.ndarray:
             path, "reading TIFF files needs the optional package tifffile: pip install fgmd[tiff]"
         ) from exc
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(source) as tif:
             if not tif.series:
                 raise ImageReadError(path, "TIFF file holds no image")
             series = tif.series[0]
+            samples = int(np.prod(series.shape, dtype=np.int64))
+            if samples > MAX_TIFF_SAMPLES:
+                raise ImageReadError(
+                    path, f"image too large: shape {tuple(series.shape)} is {samples} samples, the limit is {MAX_TIFF_SAMPLES}"
+                )
             array = series.asarray()
             axes = series.axes
     except ImageReadError:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fgmd.config import ConfigError, DataConfig, ModalityConfig
-from fgmd.data.io import ImageReadError, read_image
+from fgmd.data.io import ImageReadError, decode_image, read_image
 
 __all__ = [
     "ModalityReader",
@@ -101,7 +101,14 @@ class ModalityReader:
             self.stretch = (list(modality.scale_low), list(modality.scale_high))
 
     def __call__(self, path: str | Path) -> torch.Tensor:
-        image = read_image(path, self.bands)
+        return self._process(read_image(path, self.bands), path)
+
+    def decode(self, data: bytes, name: str) -> torch.Tensor:
+        """The same as calling the reader on a file holding ``data`` (kept in memory; ``name``
+        labels errors)."""
+        return self._process(decode_image(data, name, self.bands), name)
+
+    def _process(self, image: torch.Tensor, path: str | Path) -> torch.Tensor:
         if image.shape[0] != self.channels:
             selected = "after band selection " if self.bands else ""
             raise ImageReadError(

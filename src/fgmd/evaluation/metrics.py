@@ -326,3 +326,21 @@ def pr_curve_by_radius(
     precision = torch.where(precision_count > 0, precision_sum / precision_count.clamp(min=1), torch.nan)
     recall = recall_sum / recall_count if recall_count else torch.full_like(recall_sum, torch.nan)
     return np.arange(bins, dtype=np.int64), precision.numpy(), recall.numpy()
+
+
+def average_precision_per_query(
+    query_codes: torch.Tensor,
+    db_codes: torch.Tensor,
+    query_labels: torch.Tensor,
+    db_labels: torch.Tensor,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """The AP of every query over the full Hamming ranking (ties by database index), as
+    averaged into ``retrieval_metrics(...)["map"]``: ``[Q]`` float64, 0 for a query with no
+    relevant item. Arguments as for :func:`retrieval_metrics`."""
+    num_db = torch.as_tensor(db_codes).shape[0]
+    per_query = []
+    for relevant, hits in _ranked_hits(query_codes, db_codes, query_labels, db_labels, chunk_size):
+        positions = torch.arange(1, num_db + 1, dtype=torch.float64, device=hits.device)
+        per_query.append(_safe_ratio(((hits * relevant) / positions).sum(1), hits[:, -1]).cpu())
+    return torch.cat(per_query) if per_query else torch.empty(0, dtype=torch.float64)

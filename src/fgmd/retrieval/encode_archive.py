@@ -96,8 +96,9 @@ class ArchiveSource:
         ids: unique item ids, in order.
         paths: one image file per id (strings: a Path object per item costs ~3x the memory).
         labels: ``[N, L]`` multi-hot labels, or ``None`` when unknown (folders).
-        root: folder the paths are relative to in the chunk digests.
+        root: folder the paths are relative to in the chunk digests and in the index.
         description: for messages (``"split 'database' of /data/x"``, ``"folder /imgs"``).
+        class_names: names of the label columns, or ``None``.
     """
 
     ids: list[str]
@@ -105,6 +106,7 @@ class ArchiveSource:
     labels: torch.Tensor | None
     root: str
     description: str
+    class_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -113,8 +115,19 @@ class ArchiveSource:
         positions = list(positions)
         labels = None if self.labels is None else self.labels[positions]
         return ArchiveSource(
-            [self.ids[p] for p in positions], [self.paths[p] for p in positions], labels, self.root, self.description
+            [self.ids[p] for p in positions],
+            [self.paths[p] for p in positions],
+            labels,
+            self.root,
+            self.description,
+            self.class_names,
         )
+
+    def relative_paths(self, positions: Sequence[int], root: str | None = None) -> list[str]:
+        """The files of the items at ``positions`` relative to ``root`` (default: this
+        source's root), ``/``-separated, as an ``Index`` stores them."""
+        base = os.path.abspath(root or self.root)
+        return [Path(os.path.relpath(os.path.abspath(self.paths[p]), base)).as_posix() for p in positions]
 
     def digest(self, start: int, stop: int) -> str:
         """sha256 of the ids and relative file names of items ``start..stop``."""
@@ -130,7 +143,8 @@ def split_source(config: Config, split: str, modality: str) -> ArchiveSource:
     """The images of ``modality`` in split ``split`` of the checkpoint's dataset, in dataset order."""
     from fgmd.data.datasets import build_dataset
 
-    images = build_dataset(config.data, split).images(modality)
+    dataset = build_dataset(config.data, split)
+    images = dataset.images(modality)
     if len(images) == 0:
         raise ArchiveError(f"split {split!r} of {config.data.root} has no {modality} images")
     return ArchiveSource(
@@ -139,6 +153,7 @@ def split_source(config: Config, split: str, modality: str) -> ArchiveSource:
         images.labels,
         str(config.data.root),
         f"split {split!r} of {config.data.root}",
+        list(dataset.class_names),
     )
 
 
@@ -338,6 +353,8 @@ def _read_chunk(
         )
     if not isinstance(stored_info, dict) or any(stored_info.get(k) != v for k, v in info.items()):
         return None  # its items changed (files added/renamed, other --chunk-size): encode again
+    if chunk.paths is None:
+        return None  # written by an fgmd that did not store image paths
     skipped = stored_info.get("skipped", [])
     if skipped and not skip_unreadable:
         _, bad_path, reason = skipped[0]
@@ -356,7 +373,17 @@ def _write_chunk(
 ) -> Index:
     chunk_identity = {**identity, "chunk": {**info, "skipped": [[source.ids[p], path_, r] for p, path_, r in skipped]}}
     labels = None if source.labels is None else source.labels[kept].numpy()
-    chunk = Index(identity["bits"], identity["modality"], chunk_identity, codes, [source.ids[p] for p in kept], labels)
+    chunk = Index(
+        identity["bits"],
+        identity["modality"],
+        chunk_identity,
+        codes,
+        [source.ids[p] for p in kept],
+        labels,
+        source.relative_paths(kept),
+        root=source.root,
+        class_names=source.class_names,
+    )
     chunk.save(path)
     return chunk
 
@@ -486,7 +513,7 @@ def _merge(
     result: BuildResult,
 ) -> None:
     """Concatenate the chunks in order into ``out``; check every item is there exactly once."""
-    codes, ids, labels, skipped = [], [], [], []
+    codes, ids, labels, paths, skipped = [], [], [], [], []
     for number, (start, stop) in enumerate(ranges):
         path = parts / CHUNK_PATTERN.format(number)
         info = _chunk_info(source, number, start, stop)
@@ -500,14 +527,21 @@ def _merge(
             raise ArchiveError(f"{path} does not hold exactly items {start}..{stop - 1} in order (gap or duplicate)")
         codes.append(chunk.codes)
         ids += expected
+        paths += [os.path.join(chunk.root, *p.split("/")) for p in chunk.paths]
         if chunk.labels is not None:
             labels.append(chunk.labels)
         skipped += [tuple(entry) for entry in chunk_skipped]
-    index = Index(identity["bits"], identity["modality"], identity)
+    # An index made before paths were stored keeps none; appended items follow its root.
+    keep_paths = existing is None or not len(existing) or existing.paths is not None
+    root = existing.root if existing is not None and len(existing) and existing.root else source.root
+    class_names = source.class_names if existing is None or not len(existing) else existing.class_names
+    index = Index(identity["bits"], identity["modality"], identity, root=root if keep_paths else None,
+                  class_names=class_names)
     if existing is not None and len(existing):
-        index.add(existing.codes, existing.ids.tolist(), existing.labels)
+        index.add(existing.codes, existing.ids.tolist(), existing.labels, existing.paths if keep_paths else None)
     if ids:
-        index.add(np.concatenate(codes), ids, np.concatenate(labels) if labels else None)
+        relative = [Path(os.path.relpath(p, index.root)).as_posix() for p in paths] if keep_paths else None
+        index.add(np.concatenate(codes), ids, np.concatenate(labels) if labels else None, relative)
     if len(index) != (len(existing) if existing is not None else 0) + len(source) - len(skipped):
         raise ArchiveError("merged index has the wrong number of items")  # guarded above; belt and braces
     index.save(out)

@@ -1,11 +1,11 @@
 """``Index``: an archive of packed hash codes with ids, labels and encoder identity, its
 file format, and search over it.
 
-File format, version 1 (little-endian; sizes in bytes)::
+File format, version 2 (little-endian; sizes in bytes)::
 
     offset  size  field
     0       8     magic b"FGMDIDX1"
-    8       4     uint32 format version (1)
+    8       4     uint32 format version (2; version 1 files, without paths, still load)
     12      4     uint32 reserved (0)
     16      8     uint64 metadata length M
     24      32    sha256 of the metadata bytes
@@ -20,11 +20,15 @@ zero padding in between::
     ids     UTF-8, every id followed by b"\\n" (see ``fgmd.retrieval.ids``)
     labels  [N, ceil(L/8)] uint8, multi-hot labels packed with np.packbits(axis=1)
             (big-endian bit order); present only when the index has labels
+    paths   UTF-8, the image file of every item, relative to ``root`` (``/``-separated),
+            each followed by b"\n"; present only when the index knows its files
 
 Metadata: ``format`` ("fgmd-index"), ``format_version``, ``bits`` (K), ``modality``,
 ``encoder`` (the encoder identity: a JSON object, e.g. config, weights sha256, modality,
 bits), ``count`` (N), ``num_labels`` (L or null), ``sections`` (``{name: {"offset",
-"length"}}``), ``payload_size`` and ``payload_sha256`` (hex sha256 of the whole payload).
+"length"}}``), ``payload_size`` and ``payload_sha256`` (hex sha256 of the whole payload);
+from version 2 also ``root`` (absolute folder the paths are relative to, or null) and
+``class_names`` (the names of the L label columns, or null).
 
 Loading reads the payload with one ``readinto`` and wraps the sections as numpy arrays (no
 per-item Python work), after checking the magic, the version, the metadata checksum, the
@@ -55,11 +59,12 @@ from .ranking import Hits, TopK
 from .search import Backend, build_backend, check_k, check_radius, empty_radius, empty_topk, resolve_backend
 
 MAGIC = b"FGMDIDX1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FORMAT_NAME = "fgmd-index"
 _PREFIX = struct.Struct("<8sIIQ32s8x")  # magic, version, reserved, metadata length, sha256
 _ALIGN = 64
-_SECTIONS = ("codes", "ids", "labels")
+_SECTIONS = ("codes", "ids", "labels", "paths")
 
 
 class IndexFileError(ValueError):
@@ -109,7 +114,9 @@ class Index:
         encoder: identity of the encoder, plain JSON data (e.g. ``{"config": {...},
             "weights_sha256": "...", "modality": "pan", "bits": 64}``); its ``bits`` and
             ``modality`` entries, when present, must match.
-        codes, ids, labels: optional first items, as for ``add``.
+        codes, ids, labels, paths: optional first items, as for ``add``.
+        root: the folder the items' ``paths`` are relative to (stored absolute), or ``None``.
+        class_names: names of the label columns, or ``None``.
     """
 
     def __init__(
@@ -120,6 +127,10 @@ class Index:
         codes: np.ndarray | torch.Tensor | None = None,
         ids: Iterable[str] | None = None,
         labels: np.ndarray | torch.Tensor | None = None,
+        paths: Iterable[str] | None = None,
+        *,
+        root: str | os.PathLike | None = None,
+        class_names: Iterable[str] | None = None,
     ) -> None:
         if isinstance(bits, bool) or not isinstance(bits, int) or bits <= 0 or bits % 8:
             raise ValueError(f"bits must be a positive multiple of 8, got {bits!r}")
@@ -137,13 +148,16 @@ class Index:
         self._codes = np.empty((0, bits // 8), dtype=np.uint8)
         self._ids = IdList.from_strings([])
         self._labels: np.ndarray | None = None
+        self._paths: IdList | None = None
+        self._root = None if root is None else os.path.abspath(os.fspath(root))
+        self._class_names = None if class_names is None else [str(name) for name in class_names]
         self._backends: dict[tuple[str, int | None], Backend] = {}
         if codes is not None or ids is not None:
             if codes is None or ids is None:
                 raise ValueError("codes and ids must be given together")
-            self.add(codes, ids, labels)
-        elif labels is not None:
-            raise ValueError("labels need codes and ids")
+            self.add(codes, ids, labels, paths)
+        elif labels is not None or paths is not None:
+            raise ValueError("labels and paths need codes and ids")
 
     # ----------------------------------------------------------------- contents
 
@@ -185,11 +199,33 @@ class Index:
     def num_labels(self) -> int | None:
         return None if self._labels is None else self._labels.shape[1]
 
+    @property
+    def paths(self) -> IdList | None:
+        """Image file of every item, relative to ``root`` (read-only sequence), or ``None``."""
+        return self._paths
+
+    @property
+    def root(self) -> str | None:
+        """Absolute folder the ``paths`` are relative to, or ``None``."""
+        return self._root
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the label columns, or ``None``."""
+        return None if self._class_names is None else list(self._class_names)
+
+    def file_of(self, position: int) -> str | None:
+        """The image file of item ``position`` (``root`` joined with its path), or ``None``."""
+        if self._paths is None:
+            return None
+        return os.path.join(self._root or "", *self._paths[position].split("/"))
+
     def add(
         self,
         codes: np.ndarray | torch.Tensor,
         ids: Iterable[str],
         labels: np.ndarray | torch.Tensor | None = None,
+        paths: Iterable[str] | None = None,
     ) -> Index:
         """Append items; returns ``self`` (``Index.load(p).add(...).save(p)`` appends).
 
@@ -198,6 +234,8 @@ class Index:
             ids: ``n`` non-empty strings without newlines, unique across the index.
             labels: ``[n, L]`` multi-hot 0/1, required iff the index already has labels
                 (the first non-empty ``add`` decides).
+            paths: ``n`` image files relative to ``root`` (``/``-separated), required iff
+                the index already has paths (the first non-empty ``add`` decides).
         """
         packed = as_packed(codes, self._bits, "codes")
         new_ids = IdList.from_strings(ids)
@@ -210,9 +248,21 @@ class Index:
                 if has_labels
                 else "this index has no labels: items cannot be added with labels"
             )
+        has_paths = self._paths is not None or (len(self) == 0 and paths is not None)
+        if (paths is not None) != has_paths:
+            raise ValueError(
+                "this index stores image paths: pass paths for the new items"
+                if has_paths
+                else "this index has no image paths: items cannot be added with paths"
+            )
+        new_paths = None if paths is None else IdList.from_strings(paths)
+        if new_paths is not None and len(new_paths) != len(packed):
+            raise ValueError(f"got {len(packed)} codes but {len(new_paths)} paths")
         new_labels = None if labels is None else _as_labels(labels, len(packed))
         if new_labels is not None and self._labels is not None and new_labels.shape[1] != self._labels.shape[1]:
             raise ValueError(f"labels have {new_labels.shape[1]} classes, the index has {self._labels.shape[1]}")
+        if new_labels is not None and self._class_names is not None and new_labels.shape[1] != len(self._class_names):
+            raise ValueError(f"labels have {new_labels.shape[1]} classes but the index names {len(self._class_names)}")
         names = new_ids.tolist()
         unique = set(names)
         if len(unique) != len(names):
@@ -226,6 +276,8 @@ class Index:
         self._ids = self._ids.concat(new_ids)
         if new_labels is not None:
             self._labels = new_labels if self._labels is None else np.concatenate((self._labels, new_labels))
+        if new_paths is not None:
+            self._paths = new_paths if self._paths is None else self._paths.concat(new_paths)
         self._backends.clear()
         return self
 
@@ -314,6 +366,8 @@ class Index:
         sections = {"codes": self._codes.reshape(-1), "ids": self._ids.blob}
         if self._labels is not None:
             sections["labels"] = np.packbits(self._labels, axis=1, bitorder="big").reshape(-1)
+        if self._paths is not None:
+            sections["paths"] = self._paths.blob
         payload: list[memoryview | bytes] = []
         layout, offset = {}, 0
         for name, data in sections.items():
@@ -334,6 +388,8 @@ class Index:
             "encoder": self._encoder,
             "count": len(self),
             "num_labels": self.num_labels,
+            "root": self._root,
+            "class_names": self._class_names,
             "sections": layout,
             "payload_size": offset,
             "payload_sha256": digest.hexdigest(),
@@ -379,9 +435,11 @@ class Index:
             if len(prefix) < _PREFIX.size:
                 raise IndexFileError(path, f"truncated: {size} bytes, shorter than the {_PREFIX.size}-byte header")
             _, version, _, meta_length, meta_sha256 = _PREFIX.unpack(prefix)
-            if version != FORMAT_VERSION:
+            if version not in READABLE_VERSIONS:
                 raise IndexFileError(
-                    path, f"unsupported index format version {version} (this fgmd reads version {FORMAT_VERSION})"
+                    path,
+                    f"unsupported index format version {version} (this fgmd reads versions "
+                    f"{', '.join(map(str, READABLE_VERSIONS))})",
                 )
             if _PREFIX.size + meta_length > size:
                 raise IndexFileError(path, f"truncated: {size} bytes, the metadata alone needs {_PREFIX.size + meta_length}")
@@ -416,7 +474,13 @@ class Index:
                 raise IndexFileError(path, f"section {name!r} has an inconsistent size or offset")
             arrays[name] = np.frombuffer(payload, dtype=np.uint8, count=spec["length"], offset=spec["offset"])
         try:
-            index = cls(bits, metadata["modality"], metadata["encoder"])
+            index = cls(
+                bits,
+                metadata["modality"],
+                metadata["encoder"],
+                root=metadata.get("root"),
+                class_names=metadata.get("class_names"),
+            )
         except ValueError as error:
             raise IndexFileError(path, f"inconsistent metadata: {error}") from None
         index._codes = arrays["codes"].reshape(count, bits // 8)
@@ -429,6 +493,13 @@ class Index:
         if num_labels is not None:
             packed_labels = arrays["labels"].reshape(count, -(-num_labels // 8))
             index._labels = np.unpackbits(packed_labels, axis=1, count=num_labels, bitorder="big")
+        if "paths" in arrays:
+            try:
+                index._paths = IdList(arrays["paths"])
+            except ValueError as error:
+                raise IndexFileError(path, f"malformed paths section: {error}") from None
+            if len(index._paths) != count:
+                raise IndexFileError(path, f"the paths section holds {len(index._paths)} paths, expected {count}")
         return index
 
 
@@ -461,6 +532,14 @@ def _parse_metadata(path: Path, meta_bytes: bytes) -> dict[str, Any]:
             raise IndexFileError(path, f"malformed metadata: bad or missing {key!r}")
     if ("labels" in metadata["sections"]) != (metadata["num_labels"] is not None):
         raise IndexFileError(path, "malformed metadata: labels section and num_labels disagree")
+    optional = {
+        "root": lambda v: v is None or isinstance(v, str),
+        "class_names": lambda v: v is None
+        or (isinstance(v, list) and all(isinstance(n, str) for n in v) and len(v) == metadata["num_labels"]),
+    }
+    for key, check in optional.items():
+        if not check(metadata.get(key)):
+            raise IndexFileError(path, f"malformed metadata: bad {key!r}")
     return metadata
 
 

@@ -28,4 +28,16 @@ def run(args: argparse.Namespace) -> int:
         f"\nmean mAP {metrics['mean_map']:.4f} on the held-out query split "
         f"(run folder {Path(args.out) / 'run'}, {time.perf_counter() - start:.0f} s)"
     )
+    print("\n" + serve_hint(Path(args.out)))
     return 0
+
+
+def serve_hint(out: Path) -> str:
+    """The commands that index the demo's database split and open the search page on it."""
+    checkpoint = out / "run" / "best.pt"
+    lines = ["next: look at the retrieval results in the browser (fgmd serve, needs fgmd[serve]):"]
+    for modality in ("ms", "pan"):
+        lines.append(f"  fgmd index --checkpoint {checkpoint} --modality {modality} --split database "
+                     f"--out {out / (modality + '.fgidx')} --overwrite")
+    lines.append(f"  fgmd serve --checkpoint {checkpoint} --index {out / 'ms.fgidx'} --index {out / 'pan.fgidx'}")
+    return "\n".join(lines)
