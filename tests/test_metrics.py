@@ -429,3 +429,26 @@ def test_cuda_matches_cpu():
     curve_gpu = pr_curve_by_radius(qc.cuda(), dc.cuda(), ql.cuda(), dl.cuda(), chunk_size=7)
     for a, b in zip(pr_curve_by_radius(qc, dc, ql, dl), curve_gpu):
         np.testing.assert_allclose(a, b, atol=1e-9, equal_nan=True)
+
+
+def test_average_precision_per_query_averages_to_map():
+    from fgmd.evaluation.metrics import average_precision_per_query
+
+    gen = torch.Generator().manual_seed(3)
+    queries, db = torch.randn(13, 16, generator=gen), torch.randn(40, 16, generator=gen)
+    query_labels = torch.nn.functional.one_hot(torch.randint(0, 4, (13,), generator=gen), 4)
+    db_labels = torch.nn.functional.one_hot(torch.randint(0, 4, (40,), generator=gen), 4)
+    db_labels[0] = 0  # an unlabelled item
+    ap = average_precision_per_query(queries, db, query_labels, db_labels, chunk_size=5)
+    assert ap.shape == (13,) and ap.dtype == torch.float64
+    assert float(ap.mean()) == pytest.approx(retrieval_metrics(queries, db, query_labels, db_labels)["map"], abs=1e-12)
+    # one query by hand: precision at each relevant rank of the stable Hamming ranking
+    distances = ((torch.sign(queries[2]) != torch.where(db >= 0, 1.0, -1.0)).sum(1)).tolist()
+    order = sorted(range(40), key=lambda i: (distances[i], i))
+    relevant = [bool((query_labels[2] * db_labels[i]).sum()) for i in order]
+    found, total = 0, 0.0
+    for rank, hit in enumerate(relevant, start=1):
+        if hit:
+            found += 1
+            total += found / rank
+    assert float(ap[2]) == pytest.approx(total / max(found, 1), abs=1e-12)

@@ -23,7 +23,8 @@ from deploy_fixtures import run_cli, tiny_checkpoint  # noqa: F401 (fixtures)
 from fastapi.testclient import TestClient
 from fgmd.data.datasets import build_dataset
 from fgmd.evaluation.metrics import retrieval_metrics
-from fgmd.retrieval import Index, hamming_distances
+from fgmd.codes import hamming_distances, unpack_codes
+from fgmd.retrieval import Index
 from fgmd.retrieval.encode_archive import build_index
 from fgmd.retrieval.image_search import search_images
 from fgmd.serve.app import create_app
@@ -270,8 +271,6 @@ def test_benchmark_is_the_eval_map(client, service, indexes):
     model, _ = fgmd.load_model(service.checkpoint)
     with torch.no_grad():
         codes = model.encoders["ms"].encode(batch)
-    from fgmd.retrieval import unpack_codes
-
     db = torch.from_numpy(unpack_codes(index.codes, 16)).float()
     metrics = retrieval_metrics(codes, db, torch.from_numpy(split.labels), torch.from_numpy(np.array(index.labels)))
     assert body["map"] == pytest.approx(metrics["map"], abs=1e-9)

@@ -35,8 +35,9 @@ from fgmd.data.io import ImageReadError
 from fgmd.data.radiometry import build_readers
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.metrics import average_precision_per_query
-from fgmd.models import FGMD
-from fgmd.retrieval import Index, hamming_distances, pack_codes, unpack_codes
+from fgmd.models import load_run
+from fgmd.codes import hamming_distances, pack_codes, unpack_codes
+from fgmd.retrieval import Index
 from fgmd.retrieval.image_search import check_compatible
 
 __all__ = ["QueryError", "SearchService", "render_preview", "MAX_PAGE"]
@@ -53,12 +54,6 @@ class QueryError(ValueError):
         self.status = status
 
 
-def _load_model(checkpoint: str | os.PathLike, overrides: Sequence[str], device: str) -> tuple[FGMD, Config]:
-    """The one place the service turns a checkpoint into (model in eval mode, run config)."""
-    from fgmd.api import load_model
-
-    model, config = load_model(checkpoint, device)
-    return model, config.with_overrides(list(overrides)) if overrides else config
 
 
 def render_preview(image: torch.Tensor, size: int = THUMBNAIL_SIZE) -> bytes:
@@ -116,7 +111,7 @@ class SearchService:
         if not indexes:
             raise QueryError("give at least one index file")
         self.checkpoint = Path(checkpoint)
-        self.model, config = _load_model(checkpoint, overrides, device)
+        self.model, config, _ = load_run(checkpoint, overrides, device)
         self.config = _resolve_root(config, run_dir)
         self.device = torch.device(device)
         self.modalities = tuple(self.model.modalities)
@@ -258,8 +253,8 @@ class SearchService:
             positions, hit_distances = top.indices[0][offset:], top.distances[0][offset:]
         else:
             total = int(histogram[: radius + 1].sum())
-            found, found_distances = index.radius_search(packed, radius)[0]
-            positions, hit_distances = found[offset : offset + k], found_distances[offset : offset + k]
+            found = index.radius_search(packed, radius)[0]
+            positions, hit_distances = found.indices[offset : offset + k], found.distances[offset : offset + k]
         results = []
         for rank, (position, distance) in enumerate(zip(positions, hit_distances), start=offset + 1):
             position = int(position)
