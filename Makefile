@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 # torch/torchvision are pinned to the releases this project is tested with; constraints.txt
 # pins every other dependency to the versions the test suite last passed with.
 TORCH := torch==2.14.1 torchvision==0.29.1
+# Where pip finds torch/torchvision. The default (PyPI) wheels bundle ~4 GB of CUDA libraries;
+# on a CPU-only machine `make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu` takes
+# PyTorch's CPU-only builds instead (README, "Set-up").
+TORCH_INDEX ?=
 
 .PHONY: setup demo test clean
 
@@ -12,7 +16,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(TORCH) -c constraints.txt
+	$(PY) -m pip install $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) -c constraints.txt
 	$(PY) -m pip install -e ".[search,onnx,tiff,report,serve,test]" -c constraints.txt
 	touch $@
 
