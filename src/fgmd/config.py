@@ -209,7 +209,9 @@ class EvalConfig:
     map_at_k: list[int] = field(default_factory=lambda: [100])
     map_at_r: int = 0
     precision_at: list[int] = field(default_factory=lambda: [10, 50, 100])
-    batch_size: int = 64
+    # Images per encoder call when encoding for evaluation (eval mode: the codes do not depend
+    # on it). Large, so a GPU is not starved by per-batch overheads; lower it if memory is short.
+    batch_size: int = 256
 
 
 @dataclass
