@@ -20,8 +20,17 @@ warm-up call. Reported: median images/s over rounds, and the FG-MD/MobileNetV2 r
 median of the per-round ratios (paired, so load changes on a shared machine cancel out).
 Threads: ``torch.set_num_threads`` and ORT ``intra_op_num_threads``.
 
+Precision (``--precisions``, onnxruntime only): besides ``fp32``, each model is also run as
+written by ``fgmd export --precision``: ``fp16`` (float16 conversion), ``int8`` (static QDQ,
+per-tensor, every node quantized) and ``int8-pc`` (per-channel weights; FG-MD keeps its FDFSP
+blocks in float32, the setting that stayed within one mAP point on EuroSAT). INT8
+calibration uses the same BatchNorm calibration images (only speed is measured here; the
+accuracy cost is measured by ``fgmd export --check``). Reported per precision: FG-MD /
+MobileNetV2 at that precision, and FG-MD's speed-up over its own fp32 file (median of the
+per-round ratios).
+
 Goals (2-core CPU): FG-MD >= 0.85x MobileNetV2 in each runtime; FG-MD batch 1 under
-onnxruntime >= 250 images/s.
+onnxruntime >= 250 images/s; FG-MD INT8 >= 1.5x FG-MD fp32 at batch 32.
 
 Example::
 
@@ -109,6 +118,26 @@ def export(model: nn.Module, path: Path, image_size: int) -> Path:
     return path
 
 
+def convert(model_name: str, fp32_path: Path, precision: str, images: torch.Tensor) -> Path:
+    """The ``precision`` variant of an fp32 ONNX file, made as ``fgmd export`` makes it."""
+    from fgmd.export.precision import QuantizationOptions, convert_fp16, quantize_int8
+
+    out = fp32_path.with_name(f"{fp32_path.stem}.{precision}.onnx")
+    if precision == "fp16":
+        return convert_fp16(fp32_path, out)
+    if precision not in ("int8", "int8-pc"):
+        raise SystemExit(f"unknown precision {precision!r}: fp32, fp16, int8 or int8-pc")
+    accurate = precision == "int8-pc"
+    options = QuantizationOptions(
+        calibration_images=len(images),
+        per_channel=accurate,
+        keep_fp32=("fdfsp",) if accurate and model_name == "FG-MD" else (),
+    )
+    batches = (images[i : i + 16].numpy() for i in range(0, len(images), 16))
+    quantize_int8(fp32_path, out, batches, options)
+    return out
+
+
 def session(path: Path, threads: int):
     import onnxruntime as ort
 
@@ -143,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibration-images", type=int, default=48)
     parser.add_argument("--flush-denormal", action="store_true", help="also torch.set_flush_denormal(True)")
     parser.add_argument("--no-onnx", action="store_true", help="PyTorch eager only")
+    parser.add_argument("--no-eager", action="store_true", help="onnxruntime only")
+    parser.add_argument("--precisions", default="fp32",
+                        help="comma-separated onnxruntime precisions: fp32, fp16, int8, int8-pc (module docs)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
@@ -165,15 +197,21 @@ def main(argv: list[str] | None = None) -> None:
         for model in models.values():
             calibrate(model, images)
         sessions_paths = {}
+        precisions = args.precisions.split(",")
         if not args.no_onnx:
             for name, model in models.items():
-                sessions_paths[name] = export(model, workdir / f"{name}.onnx", args.image_size)
+                fp32_path = export(model, workdir / f"{name}.onnx", args.image_size)
+                for precision in precisions:
+                    path = fp32_path if precision == "fp32" else convert(name, fp32_path, precision, images)
+                    sessions_paths[(name, precision)] = path
             probe = images[:4]
             with torch.no_grad():
                 expected = models["FG-MD"](probe).numpy()
-            got = session(sessions_paths["FG-MD"], 1).run(None, {"image": probe.numpy()})[0]
-            meta["fgmd_onnx_max_abs_diff"] = float(np.abs(got - expected).max())
-            meta["fgmd_onnx_bit_flips"] = int(((got >= 0) != (expected >= 0)).sum())
+            for precision in precisions:
+                got = session(sessions_paths[("FG-MD", precision)], 1).run(None, {"image": probe.numpy()})[0]
+                suffix = "" if precision == "fp32" else f"_{precision}"
+                meta[f"fgmd_onnx{suffix}_max_abs_diff"] = float(np.abs(got - expected).max())
+                meta[f"fgmd_onnx{suffix}_bit_flips"] = int(((got >= 0) != (expected >= 0)).sum())
 
         results = []
         for threads in thread_counts:
@@ -184,21 +222,27 @@ def main(argv: list[str] | None = None) -> None:
                 x = x.contiguous()
                 x_np = x.numpy()
                 runs = {}
-                for name, model in models.items():
-                    runs[(name, "PyTorch eager")] = lambda model=model: model(x)
-                for name, sess in sessions.items():
-                    runs[(name, "onnxruntime")] = lambda sess=sess: sess.run(None, {"image": x_np})
+                if not args.no_eager:
+                    for name, model in models.items():
+                        runs[(name, "PyTorch eager")] = lambda model=model: model(x)
+                for (name, precision), sess in sessions.items():
+                    runtime = "onnxruntime" + ("" if precision == "fp32" else f" {precision}")
+                    runs[(name, runtime)] = lambda sess=sess: sess.run(None, {"image": x_np})
                 speeds = {key: [] for key in runs}
                 keys = list(runs)
                 with torch.no_grad():
                     for round_ in range(args.rounds):
                         for key in keys if round_ % 2 == 0 else keys[::-1]:
                             speeds[key].append(timed(runs[key], batch, args.min_time))
-                for runtime in ("PyTorch eager", "onnxruntime"):
-                    if ("FG-MD", runtime) not in speeds:
-                        continue
+                for runtime in dict.fromkeys(r for _, r in speeds):
                     fg, mb = speeds[("FG-MD", runtime)], speeds[("MobileNetV2", runtime)]
                     ratio = statistics.median(a / b for a, b in zip(fg, mb))
+                    fp32 = speeds.get(("FG-MD", "onnxruntime"))
+                    speedup = (
+                        statistics.median(a / b for a, b in zip(fg, fp32))
+                        if fp32 is not None and runtime.startswith("onnxruntime ")
+                        else None
+                    )
                     record = {
                         "threads": threads,
                         "batch": batch,
@@ -206,13 +250,15 @@ def main(argv: list[str] | None = None) -> None:
                         "fgmd_images_per_s": statistics.median(fg),
                         "mobilenetv2_images_per_s": statistics.median(mb),
                         "ratio_median_paired": ratio,
+                        "fgmd_speedup_vs_fp32_onnx": speedup,
                         "fgmd_rounds": fg,
                         "mobilenetv2_rounds": mb,
                     }
                     results.append(record)
                     print(
                         f"threads={threads} batch={batch} {runtime:14s} FG-MD {record['fgmd_images_per_s']:7.1f} "
-                        f"MobileNetV2 {record['mobilenetv2_images_per_s']:7.1f} img/s  ratio {ratio:.3f}",
+                        f"MobileNetV2 {record['mobilenetv2_images_per_s']:7.1f} img/s  ratio {ratio:.3f}"
+                        + (f"  FG-MD vs fp32 {speedup:.2f}x" if speedup is not None else ""),
                         flush=True,
                     )
 
@@ -221,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
         goals = ["ratio >= 0.85: " + ("yes" if r["ratio_median_paired"] >= 0.85 else "no")]
         if r["runtime"] == "onnxruntime" and r["batch"] == 1:
             goals.append(">= 250 img/s: " + ("yes" if r["fgmd_images_per_s"] >= 250 else "no"))
+        if r["runtime"].startswith("onnxruntime int8") and r["batch"] == 32:
+            goals.append("INT8 >= 1.5x fp32: " + ("yes" if r["fgmd_speedup_vs_fp32_onnx"] >= 1.5 else "no"))
         rows.append(
             [
                 r["threads"],
@@ -229,11 +277,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"{r['fgmd_images_per_s']:.1f}",
                 f"{r['mobilenetv2_images_per_s']:.1f}",
                 f"{r['ratio_median_paired']:.3f}",
+                "-" if r["fgmd_speedup_vs_fp32_onnx"] is None else f"{r['fgmd_speedup_vs_fp32_onnx']:.2f}x",
                 "; ".join(goals),
             ]
         )
     table = markdown_table(
-        ["threads", "batch", "runtime", "FG-MD branch (img/s)", "MobileNetV2 (img/s)", "FG-MD / MobileNetV2", "goal"],
+        ["threads", "batch", "runtime", "FG-MD branch (img/s)", "MobileNetV2 (img/s)", "FG-MD / MobileNetV2",
+         "FG-MD vs its fp32 ONNX", "goal"],
         rows,
     )
     print()
