@@ -14,8 +14,8 @@ ties (same distances; returned ids carry the distances faiss reports).
 Methods. Exact: fgmd ``auto`` (and ``mih``, ``faiss``, ``numpy`` when auto picks another),
 faiss ``IndexBinaryFlat``, faiss ``IndexBinaryMultiHash`` tuned per row (for each ``nhash``
 of ``--multihash-nhash``, ``b = K / nhash``, the smallest ``nflip`` whose distances equal
-the flat scan on ``--tune-queries`` queries; the fastest such setting is timed on all
-queries and its exactness reported on all of them). Approximate (``--approximate``): faiss
+the flat scan on the first ``--tune-queries`` queries, default all; the fastest such setting
+is timed on all queries and its exactness reported on all of them). Approximate (``--approximate``): faiss
 ``IndexBinaryIVF`` (nlist = fgmd's default, nprobe swept by ``--nprobe``), faiss
 ``IndexBinaryHNSW`` (M = 32, efSearch swept by ``--ef-search``; built only up to
 ``--hnsw-max-items`` items: its build is slow) and fgmd's ``ivf`` backend calibrated to a
@@ -236,7 +236,7 @@ def run_config(args, n_items: int, bits: int, kind: str, workdir: Path) -> list[
     reference = index.search(queries, args.k, "numpy")
     db_words, query_words = word_view(db), word_view(queries)
     if args.multihash_nhash:
-        tune = min(args.tune_queries, len(queries))
+        tune = min(args.tune_queries or len(queries), len(queries))
         multihash, settings = tune_multihash(
             db, queries[:tune], reference.distances[:tune], bits, args.k, args.multihash_nhash, args.max_nflip
         )
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--multihash-nhash", default="1,2,4,8",
                         help="faiss IndexBinaryMultiHash nhash values to tune over ('' to skip)")
     parser.add_argument("--max-nflip", type=int, default=3, help="largest MultiHash nflip tried per nhash")
-    parser.add_argument("--tune-queries", type=int, default=50, help="queries used to tune MultiHash")
+    parser.add_argument("--tune-queries", type=int, default=0, help="queries used to tune MultiHash (0: all)")
     parser.add_argument("--approximate", action="store_true", help="also time faiss IVF / HNSW and fgmd's ivf backend")
     parser.add_argument("--nprobe", default="1,2,4,8,16,32,64", help="IndexBinaryIVF nprobe sweep")
     parser.add_argument("--ef-search", default="16,64,256", help="IndexBinaryHNSW efSearch sweep")
