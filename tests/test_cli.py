@@ -32,7 +32,9 @@ def test_cli_end_to_end_on_a_generated_dataset(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["directions"]) == {"ms->pan", "pan->ms"}
     assert 0.0 <= metrics["mean_map"] <= 1.0
-    assert "| mean" in out.stdout and "ms->pan" in out.stdout
+    assert "| mean" in out.stdout and "ms → pan" in out.stdout
+    assert "mAP (tie-aware)" in out.stdout and "mAP (ties by index)" in out.stdout
+    assert 0.0 <= metrics["mean_map_tie"] <= 1.0 and "tie-aware" in metrics["ties"]
 
 
 def test_cli_info_reports_both_models():

@@ -39,6 +39,8 @@ def test_int_widens_to_float_and_yaml_exponents_without_dot_are_numbers():
         ("train.lr_step=0", "train.lr_step must be >= 1"),
         ("eval.map_at_k=[0]", "eval.map_at_k values must be >= 1"),
         ("eval.map_at_r=-3", "eval.map_at_r must be >= 0"),
+        ("eval.select_on=map_tie@7", "eval.select_on must be a reported metric"),
+        ("eval.select_on=accuracy", "eval.select_on must be a reported metric"),
     ],
 )
 def test_bad_values_name_the_field(override, message):

@@ -63,7 +63,8 @@ def test_ablation_table_has_one_row_per_variant_in_table_order(ablation):
     assert [r["variant"] for r in result.rows] == ["baseline", "full (FG-MD)"]
     md = result.markdown.read_text()
     for text in ("baseline", "full (FG-MD)", "ms → pan mAP", "pan → ms mAP", "mean mAP", "last-epoch mean mAP",
-                 "best-on-test mean mAP (optimistic)", "params (M, inference)", "ms/img b1", "ms/img b32",
+                 "best-on-test mean mAP (ties by index, optimistic)", "mean mAP (tie-aware)",
+                 "last-epoch mean mAP (tie-aware)", "params (M, inference)", "ms/img b1", "ms/img b32",
                  "selected on the validation split"):
         assert text in md, text
     with result.csv.open() as handle:
@@ -73,6 +74,9 @@ def test_ablation_table_has_one_row_per_variant_in_table_order(ablation):
         values = [float(row[k]) for k in ("map_ms_to_pan", "map_pan_to_ms", "map_mean", "last_map_mean", "best_test_map_mean")]
         assert all(0.0 <= v <= 1.0 for v in values)
         assert float(row["map_mean"]) == pytest.approx((values[0] + values[1]) / 2)
+        ties = [float(row[k]) for k in ("map_tie_ms_to_pan", "map_tie_pan_to_ms", "map_tie_mean", "last_map_tie_mean")]
+        assert all(0.0 <= v <= 1.0 for v in ties)
+        assert float(row["map_tie_mean"]) == pytest.approx((ties[0] + ties[1]) / 2)
         assert float(row["ms_per_image_b1"]) > 0 and float(row["ms_per_image_b32"]) > 0
     assert int(rows[0]["params"]) < int(rows[1]["params"])
     assert int(rows[0]["train_only_params"]) < int(rows[1]["train_only_params"])
@@ -143,7 +147,8 @@ def test_report_writes_readable_figures_and_a_page_linking_them(ablation, tmp_pa
     for name in names:
         _check_png(tmp_path / "report" / name)
         assert f"]({name})" in text, name
-    for heading in ("selected on validation (best.pt)", "last epoch (last.pt)", "best on test — optimistic", "ms → pan", "pan → ms"):
+    for heading in ("selected on validation (best.pt)", "last epoch (last.pt)", "best on test — optimistic", "ms → pan", "pan → ms",
+                    "mean mAP (tie-aware)", "mean mAP (ties by index)", "ms → pan mAP (tie-aware)"):
         assert heading in text, heading
     # the grid marks results: green and red frame pixels are present (random-ish tiny model: both kinds)
     grid = np.asarray(Image.open(tmp_path / "report" / "retrieval_ms_to_pan.png").convert("RGB")).astype(int)

@@ -169,7 +169,9 @@ def test_retrieval_metrics_match_reference(case):
     qc, dc, ql, dl = case
     got = retrieval_metrics(qc, dc, ql, dl, **SETTINGS)
     want = ref_metrics(qc, dc, ql, dl, **SETTINGS)
-    assert set(got) == set(want) | {"R", "num_queries", "num_database"}
+    tie_keys = {"map_tie", *(f"map_tie@{k}" for k in SETTINGS["map_at_k"]),
+                *(f"precision_tie@{k}" for k in SETTINGS["precision_at"])}
+    assert set(got) == set(want) | tie_keys | {"R", "num_queries", "num_database"}
     assert_metrics_close(got, want)
     assert got["R"] == 37 and got["num_queries"] == len(qc) and got["num_database"] == len(dc)
     assert all(type(v) is float for k, v in got.items() if k not in ("R", "num_queries", "num_database"))
@@ -289,7 +291,7 @@ def test_hand_computed_metrics():
         "num_queries": 1,
         "num_database": 5,
     }
-    assert got.keys() == want.keys()
+    assert {k for k in got if "_tie" not in k} == want.keys()
     assert_metrics_close(got, want, tol=1e-12)
     r4 = retrieval_metrics(HAND_Q, HAND_DB, HAND_QL, HAND_DL, map_at_r=4)
     assert r4["map@R"] == pytest.approx(5 / 24, abs=1e-12) and r4["R"] == 4
@@ -417,6 +419,7 @@ def test_map_at_r_zero_or_none_is_left_out():
     assert set(retrieval_metrics(HAND_Q, HAND_DB, HAND_QL, HAND_DL)) == {
         "map", "map@100", "precision@10", "precision@50", "precision@100",
         "recall@10", "recall@50", "recall@100", "num_queries", "num_database",
+        "map_tie", "map_tie@100", "precision_tie@10", "precision_tie@50", "precision_tie@100",
     }  # fmt: skip
 
 
@@ -452,3 +455,87 @@ def test_average_precision_per_query_averages_to_map():
             found += 1
             total += found / rank
     assert float(ap[2]) == pytest.approx(total / max(found, 1), abs=1e-12)
+    tie = average_precision_per_query(queries, db, query_labels, db_labels, chunk_size=5, tie_aware=True)
+    assert float(tie.mean()) == pytest.approx(retrieval_metrics(queries, db, query_labels, db_labels)["map_tie"], abs=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# Tie-aware metrics: expectations over all orders of tied items
+# --------------------------------------------------------------------------------------
+
+
+def ref_tie_aware(q_code, q_label, db_codes, db_labels, map_at_k, precision_at) -> dict:
+    """Brute force: every order of the items within each distance group, the index-broken
+    measures of each order, averaged (all orders are equally likely)."""
+    import itertools
+
+    dist = [ref_hamming(q_code, c) for c in db_codes]
+    groups = [[i for i in range(len(dist)) if dist[i] == d] for d in sorted(set(dist))]
+    sums: dict[str, float] = {}
+    orders = 0
+    for parts in itertools.product(*(itertools.permutations(g) for g in groups)):
+        rels = [ref_relevant(q_label, db_labels[i]) for part in parts for i in part]
+        orders += 1
+        total, n_rel = ref_ap_sum(rels)
+        values = {"map_tie": total / n_rel if n_rel else 0.0}
+        for k in map_at_k:
+            top_total, top_found = ref_ap_sum(rels[:k])
+            values[f"map_tie@{k}"] = top_total / top_found if top_found else 0.0
+        for k in precision_at:
+            values[f"precision_tie@{k}"] = sum(rels[:k]) / min(k, len(rels))
+        for key, value in values.items():
+            sums[key] = sums.get(key, 0.0) + value
+    return {key: value / orders for key, value in sums.items()}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tie_aware_metrics_equal_the_average_over_all_orders_of_tied_items(seed):
+    # 7 items, 3 bits: groups of 1-5 tied items, at most a few thousand orders per query.
+    g = torch.Generator().manual_seed(seed)
+    qc, dc = torch.randn(4, 3, generator=g), torch.randn(7, 3, generator=g)
+    ql = (torch.rand(4, 3, generator=g) < 0.4).float()  # multi-label, some queries without relevant items
+    dl = (torch.rand(7, 3, generator=g) < 0.4).float()
+    if seed == 0:
+        dc[:] = 1.0  # one group of all 7 items
+    ks, ps = (1, 2, 3, 5, 7, 10), (1, 3, 4, 9)
+    for i in range(len(qc)):
+        got = retrieval_metrics(qc[i : i + 1], dc, ql[i : i + 1], dl, map_at_k=ks, precision_at=ps)
+        want = ref_tie_aware(qc[i].tolist(), ql[i].tolist(), dc.tolist(), dl.tolist(), ks, ps)
+        assert_metrics_close(got, want, tol=1e-10)
+
+
+def test_constant_codes_on_a_class_sorted_database_score_the_random_ranking_ap():
+    """Done-means of issue 11: tie-aware AP = (R-1)/(N-1) + H_N (N-R) / (N (N-1)), 0.1814 for R = 50
+    of N = 300, while breaking ties by index rewards the class-sorted order."""
+    n, r = 300, 50
+    labels = torch.nn.functional.one_hot(torch.arange(n) // r, n // r).float()  # sorted by class
+    codes = torch.ones(n, 32)
+    got = retrieval_metrics(codes[::r], codes, labels[::r], labels, map_at_k=(100,), precision_at=(10, 100))
+    harmonic = sum(1 / i for i in range(1, n + 1))
+    expected = (r - 1) / (n - 1) + harmonic * (n - r) / (n * (n - 1))
+    assert expected == pytest.approx(0.1814, abs=5e-5)
+    assert got["map_tie"] == pytest.approx(expected, abs=1e-12)
+    assert got["precision_tie@10"] == pytest.approx(1 / 6, abs=1e-12)
+    assert got["precision_tie@100"] == pytest.approx(1 / 6, abs=1e-12)
+    assert abs(got["map"] - expected) > 0.1  # index order: the class-0 query ranks its class first
+
+
+def test_tie_aware_metrics_do_not_depend_on_the_database_order(case):
+    qc, dc, ql, dl = case
+    order = torch.randperm(len(dc), generator=torch.Generator().manual_seed(0))
+    a = retrieval_metrics(qc, dc, ql, dl, **SETTINGS)
+    b = retrieval_metrics(qc, dc[order], ql, dl[order], **SETTINGS)
+    assert_metrics_close({k: v for k, v in b.items() if "_tie" in k}, {k: v for k, v in a.items() if "_tie" in k}, tol=1e-9)
+    chunked = retrieval_metrics(qc, dc, ql, dl, chunk_size=3, **SETTINGS)
+    assert_metrics_close({k: v for k, v in chunked.items() if "_tie" in k}, {k: v for k, v in a.items() if "_tie" in k}, tol=1e-12)
+
+
+def test_distinct_distances_make_tie_aware_equal_index_broken():
+    # every database item at its own distance: no ties, both treatments agree
+    bits = 8
+    db = torch.tensor([[1.0] * (bits - d) + [-1.0] * d for d in range(bits + 1)])
+    labels = torch.nn.functional.one_hot(torch.tensor([0, 1, 0, 0, 1, 1, 0, 1, 0]), 2).float()
+    got = retrieval_metrics(db[:1], db, labels[:1], labels, map_at_k=(3, 5), precision_at=(2, 4))
+    for key in ("map", "map@3", "map@5", "precision@2", "precision@4"):
+        tie = key.replace("map", "map_tie", 1) if key.startswith("map") else key.replace("precision", "precision_tie")
+        assert got[tie] == pytest.approx(got[key], abs=1e-12), key

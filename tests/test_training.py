@@ -135,3 +135,14 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     torch.save({"weights": torch.zeros(1)}, path)
     with pytest.raises(CheckpointError, match="not an fgmd checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("select_on", ["map_tie", "map"])
+def test_best_checkpoint_is_the_epoch_with_the_best_validation_select_on_metric(tiny_config, tmp_path, select_on):
+    config = tiny_config(**{"train.epochs": 3, "eval.select_on": select_on, "out_dir": tmp_path / select_on})
+    result = fit(config, progress=False)
+    log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
+    scores = [r["val"]["mean"][select_on] for r in log]
+    assert all("map_tie" in r["val"]["mean"] and "map" in r["val"]["mean"] for r in log)
+    assert result.best_epoch == scores.index(max(scores))  # the first epoch among equals
+    assert load_checkpoint(result.run_dir / "best.pt")["epoch"] == result.best_epoch

@@ -212,6 +212,17 @@ class EvalConfig:
     # Images per encoder call when encoding for evaluation (eval mode: the codes do not depend
     # on it). Large, so a GPU is not starved by per-batch overheads; lower it if memory is short.
     batch_size: int = 256
+    # The validation metric (mean of both directions) that picks best.pt: any reported metric
+    # name, e.g. map_tie (tie-aware mAP, the default: breaking ties by database index lets a
+    # degenerate epoch with near-constant codes win on a class-sorted split), map, map_tie@100.
+    select_on: str = "map_tie"
+
+    def metric_names(self) -> list[str]:
+        """Names of the per-direction metrics these settings report (see ``retrieval_metrics``)."""
+        names = ["map", "map_tie"]
+        names += [f"{m}@{k}" for k in self.map_at_k for m in ("map", "map_tie")]
+        names += [f"{m}@{k}" for k in self.precision_at for m in ("precision", "precision_tie", "recall")]
+        return names + (["map@R"] if self.map_at_r else [])
 
 
 @dataclass
@@ -400,6 +411,11 @@ def validate(config: Config) -> None:
     for name, values in (("eval.map_at_k", config.eval.map_at_k), ("eval.precision_at", config.eval.precision_at)):
         if any(k < 1 for k in values):
             raise ConfigError(f"{name} values must be >= 1, got {values}")
+    if config.eval.select_on not in config.eval.metric_names():
+        raise ConfigError(
+            f"eval.select_on must be a reported metric ({', '.join(config.eval.metric_names())}), "
+            f"got {config.eval.select_on!r}"
+        )
     if config.eval.map_at_r < 0:
         raise ConfigError(f"eval.map_at_r must be >= 0 (0 = not reported), got {config.eval.map_at_r}")
     if config.train.lr <= 0 or not 0 < config.train.lr_gamma <= 1:

@@ -2,9 +2,13 @@
 
 The result dict (also the content of ``metrics.json``)::
 
-    {"directions": {"ms->pan": {"map": ..., "map@100": ..., ...}, "pan->ms": {...}},
+    {"directions": {"ms->pan": {"map": ..., "map_tie": ..., "map@100": ..., ...}, "pan->ms": {...}},
      "mean": {"map": ..., ...},          # every metric averaged over the two directions
-     "mean_map": ...}
+     "mean_map": ..., "mean_map_tie": ...,
+     "ties": "..."}                      # what the two treatments of equal distances mean
+
+``map``, ``map@k``, ``precision@k`` break Hamming-distance ties by database index; ``map_tie``,
+``map_tie@k``, ``precision_tie@k`` are tie-aware (``fgmd.evaluation.metrics``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ from fgmd.data.datasets.base import ModalityImages
 from fgmd.evaluation.metrics import retrieval_metrics
 from fgmd.models import FGMD
 from fgmd.runtime.distributed import DistContext, gather_rows
+from fgmd.tables import render_table
+
+TIES_NOTE = (
+    "map, map@k, precision@k rank items at equal Hamming distance by database index; map_tie, map_tie@k, "
+    "precision_tie@k are tie-aware: the expected value over all orders of the tied items"
+)
 
 
 @torch.no_grad()
@@ -84,7 +94,13 @@ def cross_modal_metrics(
         for key in first
         if isinstance(first[key], float) and key in second and isinstance(second[key], float)
     }
-    return {"directions": directions, "mean": mean, "mean_map": mean["map"]}
+    return {
+        "directions": directions,
+        "mean": mean,
+        "mean_map": mean["map"],
+        "mean_map_tie": mean["map_tie"],
+        "ties": TIES_NOTE,
+    }
 
 
 def evaluate_model(
@@ -118,3 +134,41 @@ def evaluate_model(
         {m: s.labels for m, s in database.items()},
         config,
     )
+
+
+_NAMES = {"map": "mAP", "precision": "P", "recall": "R"}
+
+
+def metric_title(key: str) -> str:
+    """A table heading for a metric key: ``map`` -> ``mAP (ties by index)``, ``map_tie@100`` ->
+    ``mAP@100 (tie-aware)``, ``precision@10`` -> ``P@10 (ties by index)``."""
+    name, _, cutoff = key.partition("@")
+    tie = name.endswith("_tie")
+    base = _NAMES.get(name.removesuffix("_tie"), name) + (f"@{cutoff}" if cutoff else "")
+    return base + (" (tie-aware)" if tie else " (ties by index)")
+
+
+def _cutoff(key: str) -> int:
+    cutoff = key.partition("@")[2]
+    return int(cutoff) if cutoff.isdigit() else 0
+
+
+def metrics_table(metrics: dict, recall: bool = False) -> str:
+    """Both directions and their mean, one row each, from an evaluation result (markdown).
+
+    Columns: mAP, mAP@k, MAP@R, P@k (and R@k with ``recall``), each index-broken measure
+    followed by its tie-aware twin; a metric missing from a result (older metrics.json) is a dash.
+    """
+    first = next(iter(metrics["directions"].values()))
+    families = ["map", "precision"] + (["recall"] if recall else [])
+    keys = []
+    for family in families:
+        plain = sorted((k for k in first if k == family or k.startswith(family + "@")), key=_cutoff)
+        for key in plain:
+            keys.append(key)
+            tie = key.replace(family, family + "_tie", 1)
+            if family != "recall" and key != "map@R":
+                keys.append(tie)
+    rows = [[name.replace("->", " → "), *(values.get(k) for k in keys)] for name, values in metrics["directions"].items()]
+    rows.append(["mean", *(metrics["mean"].get(k) for k in keys)])
+    return render_table(["direction", *map(metric_title, keys)], rows)

@@ -9,14 +9,24 @@ Conventions, shared by every function here:
 - Relevance: a query and a database item are relevant when they share at least one label.
   Labels are multi-hot ``[*, L]`` (single-label data is one-hot); any entry ``> 0`` counts
   as a label.
-- Ranking: ascending Hamming distance, ties broken by database index (a stable sort). Tie
-  order is the main cause of mAP disagreements between toolkits (numpy's default
-  ``argsort`` is not stable), so it is fixed here.
+- Ranking: ascending Hamming distance. Two treatments of equal distances are reported:
+
+  * **index-broken** (``map``, ``map@k``, ``precision@k``, ...): ties broken by database index
+    (a stable sort), the convention of the hashing toolkits. With ``K``-bit codes every query
+    has only ``K + 1`` distinct distances, so hundreds of items tie and the score depends on
+    how the database happens to be ordered: on a class-sorted database constant codes score
+    well above chance.
+  * **tie-aware** (``map_tie``, ``map_tie@k``, ``precision_tie@k``): the expected value of the
+    same measure over all orders of the tied items (McSherry & Najork, ECIR 2008; He et al.,
+    CVPR 2018). It depends only on the codes, not on the database order. Computed in closed
+    form from each query's histograms of distances of all items and of relevant items,
+    ``O(K)`` per query (plus ``O(k)`` for the cut-off measures), see ``_tie_aware``.
+
 - Cut-offs ``k`` larger than ``N`` are clamped to ``N``.
 
-All metrics are computed from one ranked-relevance matrix, built a block of queries at a
-time (``chunk_size`` queries per block, by default about 16M query-item entries per block),
-so memory stays bounded for large databases. Everything runs on the device of the codes.
+All metrics are computed a block of queries at a time (``chunk_size`` queries per block, by
+default about 16M query-item entries per block), so memory stays bounded for large
+databases. Everything runs on the device of the codes.
 """
 
 from __future__ import annotations
@@ -124,8 +134,124 @@ def _ranked_hits(
             ``hits[:, -1]`` is the number of relevant items in the whole database.
     """
     for distances, relevant in _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size):
-        ranked = relevant.gather(1, _rank(distances))
-        yield ranked, torch.cumsum(ranked, dim=1, dtype=torch.int32)
+        yield _ranked(distances, relevant)
+
+
+def _ranked(distances: torch.Tensor, relevant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(relevant, hits)`` in ranked order (see ``_ranked_hits``) of one query block."""
+    ranked = relevant.gather(1, _rank(distances))
+    return ranked, torch.cumsum(ranked, dim=1, dtype=torch.int32)
+
+
+def _harmonic(n: int, device: torch.device) -> torch.Tensor:
+    """``[n + 1]`` float64 harmonic numbers ``H[i] = 1 + 1/2 + ... + 1/i`` (``H[0] = 0``)."""
+    inverse = 1.0 / torch.arange(1, n + 1, dtype=torch.float64, device=device)
+    return torch.cat([torch.zeros(1, dtype=torch.float64, device=device), torch.cumsum(inverse, 0)])
+
+
+def _expected_precision_sum(
+    size: torch.Tensor,
+    relevant: torch.Tensor,
+    before: torch.Tensor,
+    relevant_before: torch.Tensor,
+    taken: torch.Tensor,
+    harmonic: torch.Tensor,
+) -> torch.Tensor:
+    """Expected ``Σ rel_t · P(before + t)`` over the first ``taken`` positions of a tie group.
+
+    A group of ``size`` tied items (``relevant`` of them relevant) follows ``before`` items
+    (``relevant_before`` relevant), in uniformly random order. Position ``t`` of the group is
+    relevant with probability ``r/n``; given that, the group's first ``t`` positions hold
+    ``1 + (t-1)(r-1)/(n-1)`` relevant items on average, so the sum is
+    ``(r/n) Σ_{t≤m} (a + b(t-1)) / (B + t)`` with ``a = R_B + 1``, ``b = (r-1)/(n-1)``, which is
+    ``(r/n) [b·m + (a - b(1 + B)) (H[B+m] - H[B])]`` with harmonic numbers ``H``.
+
+    All arguments are integer tensors of one shape (``taken <= size``); returns float64.
+    """
+    n = size.to(torch.float64)
+    r = relevant.to(torch.float64)
+    b = torch.where(size > 1, (r - 1) / (n - 1).clamp(min=1), 0.0)
+    a = relevant_before.to(torch.float64) + 1
+    tail = harmonic[before + taken] - harmonic[before]
+    total = b * taken + (a - b * (1 + before)) * tail
+    return torch.where(size > 0, r / n.clamp(min=1) * total, 0.0)
+
+
+def _log_choose(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    return torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+
+
+def _tie_aware(
+    distances: torch.Tensor,
+    relevant: torch.Tensor,
+    bins: int,
+    map_at_k: list[int],
+    precision_at: list[int],
+) -> dict[str, torch.Tensor]:
+    """Tie-aware AP, AP@k and P@k per query: expectations over all orders of tied items.
+
+    Args:
+        distances: ``[q, N]`` int Hamming distances in ``[0, bins - 1]``.
+        relevant: ``[q, N]`` bool.
+        bins: ``K + 1``.
+
+    The items at one distance form a tie group (``n_g`` items, ``r_g`` relevant, after
+    ``B_g`` items of which ``R_g`` are relevant). Per query, with ``R`` relevant items:
+
+    - ``map_tie``: ``Σ_g S_g / R`` with ``S_g`` the expected precision sum of the whole
+      group (``_expected_precision_sum``); 0 when ``R = 0``, as for ``map``.
+    - ``map_tie@k``: the same measure as ``map@k`` (precision sum over the top ``k`` divided by
+      the relevant items in the top ``k``), averaged over orders. The top ``k`` holds the
+      groups before the boundary group ``g*`` and its first ``m = k - B_g*`` items, of which
+      ``X`` are relevant, ``X`` hypergeometric(``n_g*``, ``r_g*``, ``m``). Given ``X = x`` those
+      ``m`` items are a random order of a group of ``m`` with ``x`` relevant, so
+      ``E = Σ_x P(X = x) (Σ_{g<g*} S_g + S(m, x)) / (R_g* + x)`` (0 where the top ``k`` holds no
+      relevant item).
+    - ``precision_tie@k``: ``(R_g* + m r_g* / n_g*) / k``.
+
+    Returns ``[q]`` float64 per key.
+    """
+    q, num_db = distances.shape
+    device = distances.device
+    row = torch.arange(q, device=device, dtype=torch.long)[:, None]
+    cells = (distances.long() + bins * row).flatten()
+    size = torch.bincount(cells, minlength=q * bins).view(q, bins)
+    rel = torch.bincount(cells[relevant.flatten()], minlength=q * bins).view(q, bins)
+    before = torch.cumsum(size, 1) - size
+    rel_before = torch.cumsum(rel, 1) - rel
+    harmonic = _harmonic(num_db, device)
+    group_sums = _expected_precision_sum(size, rel, before, rel_before, size, harmonic)  # [q, bins]
+    total_rel = rel.sum(1)
+    out = {"map_tie": _safe_ratio(group_sums.sum(1), total_rel)}
+    sums_before = torch.cumsum(group_sums, 1) - group_sums
+    ends = torch.cumsum(size, 1)
+
+    def boundary(k: int) -> tuple[torch.Tensor, ...]:
+        """Per query: size, relevant, items and relevant before, items taken, of group ``g*``."""
+        k = min(k, num_db)
+        g = torch.searchsorted(ends, torch.full((q, 1), k, dtype=ends.dtype, device=device))
+        pick = lambda t: t.gather(1, g)[:, 0]  # noqa: E731
+        return pick(size), pick(rel), pick(before), pick(rel_before), k - pick(before), pick(sums_before)
+
+    for k in map_at_k:
+        n, r, b, rb, m, full = boundary(k)
+        most = int(torch.minimum(r, m).max()) if q else 0
+        x = torch.arange(most + 1, device=device, dtype=torch.float64)[None, :]  # [1, X]
+        nf, rf, mf = (t.to(torch.float64)[:, None] for t in (n, r, m))
+        valid = (x <= rf) & (x <= mf) & (mf - x <= nf - rf)
+        log_p = _log_choose(rf, torch.minimum(x, rf)) + _log_choose(nf - rf, torch.minimum((mf - x).clamp(min=0), nf - rf))
+        p = torch.where(valid, torch.exp(log_p - _log_choose(nf, mf)), 0.0)
+        xs = x.long().expand(q, -1)
+        expand = lambda t: t[:, None].expand(q, most + 1)  # noqa: E731
+        taken = expand(m)
+        partial = _expected_precision_sum(taken, xs.clamp(max=taken), expand(b), expand(rb), taken, harmonic)
+        found = rb[:, None] + xs
+        value = _safe_ratio(full[:, None] + partial, found)
+        out[f"map_tie@{k}"] = (p * value).sum(1)
+    for k in precision_at:
+        n, r, _, rb, m, _ = boundary(k)
+        out[f"precision_tie@{k}"] = (rb + m * r.to(torch.float64) / n.clamp(min=1)) / min(k, num_db)
+    return out
 
 
 def _cutoffs(ks: Sequence[int], name: str) -> list[int]:
@@ -183,6 +309,10 @@ def retrieval_metrics(
       Σ_{j≤R} P(j)·rel_j / R, always divided by R (also when R > N); ``"R"`` stores R.
     - ``"precision@{k}"``: relevant in the top k / k.
     - ``"recall@{k}"``: relevant in the top k / n; 0 when n = 0.
+    - ``"map_tie"``, ``"map_tie@{k}"`` (k in ``map_at_k``), ``"precision_tie@{k}"`` (k in
+      ``precision_at``): the tie-aware versions of ``map``, ``map@k`` and ``precision@k``,
+      their expectations over all orders of items at equal distance (module docstring).
+      The keys without ``_tie`` break ties by database index.
 
     Cut-offs k larger than N are clamped to N (precision then divides by N); key names
     keep the requested k.
@@ -219,8 +349,12 @@ def retrieval_metrics(
     def add(key: str, per_query: torch.Tensor) -> None:
         totals[key] = totals.get(key, 0.0) + float(per_query.sum())
 
-    for relevant, hits in _ranked_hits(query_codes, db_codes, query_labels, db_labels, chunk_size):
+    bins = torch.as_tensor(query_codes).shape[-1] + 1
+    for distances, unranked in _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size):
+        relevant, hits = _ranked(distances, unranked)
         num_queries += relevant.shape[0]
+        for key, per_query in _tie_aware(distances, unranked, bins, map_at_k, precision_at).items():
+            add(key, per_query)
         positions = torch.arange(1, num_db + 1, dtype=torch.float64, device=hits.device)
         precision_at_hits = (hits * relevant) / positions  # P(j)·rel_j, [q, N] float64
         add("map", _safe_ratio(precision_at_hits.sum(1), hits[:, -1]))
@@ -334,12 +468,19 @@ def average_precision_per_query(
     query_labels: torch.Tensor,
     db_labels: torch.Tensor,
     chunk_size: int | None = None,
+    tie_aware: bool = False,
 ) -> torch.Tensor:
     """The AP of every query over the full Hamming ranking (ties by database index), as
     averaged into ``retrieval_metrics(...)["map"]``: ``[Q]`` float64, 0 for a query with no
-    relevant item. Arguments as for :func:`retrieval_metrics`."""
+    relevant item; with ``tie_aware`` the tie-aware AP averaged into ``"map_tie"``.
+    Arguments as for :func:`retrieval_metrics`."""
     num_db = torch.as_tensor(db_codes).shape[0]
     per_query = []
+    if tie_aware:
+        bins = torch.as_tensor(query_codes).shape[-1] + 1
+        for distances, relevant in _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size):
+            per_query.append(_tie_aware(distances, relevant, bins, [], [])["map_tie"].cpu())
+        return torch.cat(per_query)
     for relevant, hits in _ranked_hits(query_codes, db_codes, query_labels, db_labels, chunk_size):
         positions = torch.arange(1, num_db + 1, dtype=torch.float64, device=hits.device)
         per_query.append(_safe_ratio(((hits * relevant) / positions).sum(1), hits[:, -1]).cpu())

@@ -172,11 +172,14 @@ def plot_training_curves(
         x = [p[0] for p in points]
         mean = [p[1]["mean_map"] for p in points]
         values += mean
-        axis.plot(x, mean, "-" + marker, color=colour, markersize=4, linewidth=2, label=f"{name}: mean")
+        axis.plot(x, mean, "-" + marker, color=colour, markersize=4, linewidth=2, label=f"{name}: mean (ties by index)")
+        tie = [p[1].get("mean", {}).get("map_tie", np.nan) for p in points]
+        values += tie
+        axis.plot(x, tie, "-.", color=colour, linewidth=2, label=f"{name}: mean (tie-aware)")
         for direction, style in zip(directions, (":", "--")):
             per = [p[1]["directions"].get(direction, {}).get("map", np.nan) for p in points]
             values += per
-            axis.plot(x, per, style, color=colour, alpha=0.6, label=f"{name}: {_arrow(direction)}")
+            axis.plot(x, per, style, color=colour, alpha=0.6, label=f"{name}: {_arrow(direction)} (ties by index)")
     if selected_epoch is not None and values:
         axis.axvline(selected_epoch, color="k", alpha=0.5, linestyle="--", label=f"best.pt (epoch {selected_epoch}, on validation)")
     axis.set_title("mAP per evaluation", fontsize=10)

@@ -28,6 +28,8 @@ from fgmd.data.transforms import build_transforms
 from fgmd.runtime.device import resolve_device
 from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images
 from fgmd.codes import hamming_distance, sign_codes
+from fgmd.evaluation.evaluate import metric_title, metrics_table
+from fgmd.tables import render_table
 from fgmd.evaluation.metrics import pr_curve_by_radius, precision_recall_at_ranks, relevance
 from fgmd.evaluation import plots
 from fgmd.models import load_run
@@ -106,29 +108,22 @@ def _selection_views(run_dir: Path, log: list[dict], state: dict, checkpoint_met
     return views
 
 
-def _metrics_table(metrics: dict) -> str:
-    first = next(iter(metrics["directions"].values()))
-    keys = ["map"] + sorted(k for k in first if k.startswith("map@")) + sorted(
-        (k for k in first if k.startswith(("precision@", "recall@"))), key=lambda k: (k.split("@")[0], int(k.split("@")[1]))
-    )
-    lines = ["| direction | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for name, values in [*metrics["directions"].items(), ("mean", metrics["mean"])]:
-        lines.append(f"| {name.replace('->', ' → ')} | " + " | ".join(f"{values[k]:.4f}" for k in keys) + " |")
-    return "\n".join(lines)
-
-
 def _views_table(views: list[dict], directions: list[str]) -> str:
-    header = "| model | epoch | " + " | ".join(f"{d.replace('->', ' → ')} mAP" for d in directions) + " | mean mAP |"
-    lines = [header, "|---|---|" + "---|" * (len(directions) + 1)]
+    """One row per model-selection view: mAP of each direction and the mean, index-broken and tie-aware."""
+    keys = ("map", "map_tie")
+    headers = ["model", "epoch"]
+    headers += [f"{d.replace('->', ' → ')} {metric_title(k)}" for d in directions for k in keys]
+    headers += [f"mean {metric_title(k)}" for k in keys]
+    rows = []
     for view in views:
         metrics = view["metrics"]
-        epoch = "–" if view["epoch"] is None else str(view["epoch"])
         if metrics is None:
-            lines.append(f"| {view['view']} | {epoch} | " + " | ".join("–" for _ in directions) + f" | {view['note']} |")
+            cells: list[object] = [None] * (2 * len(directions) + 1) + [view["note"]]
         else:
-            cells = [f"{metrics['directions'][d]['map']:.4f}" for d in directions]
-            lines.append(f"| {view['view']} | {epoch} | " + " | ".join(cells) + f" | {metrics['mean_map']:.4f} |")
-    return "\n".join(lines)
+            cells = [metrics["directions"][d].get(k) for d in directions for k in keys]
+            cells += [metrics["mean"].get(k) for k in keys]
+        rows.append([view["view"], view["epoch"], *cells])
+    return render_table(headers, rows)
 
 
 @torch.no_grad()
@@ -251,7 +246,7 @@ def _markdown(run_dir, checkpoint, config, state, metrics, views, directions, fi
         *(line for w in warnings for line in (f"> **Warning:** {w}.", "")),
         "## Retrieval metrics of this checkpoint (test split)",
         "",
-        _metrics_table(metrics),
+        metrics_table(metrics, recall=True),
         "",
         "## Model selection",
         "",

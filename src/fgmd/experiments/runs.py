@@ -142,11 +142,16 @@ def summarise_run(run_dir: str | Path) -> RunSummary:
 def metric_columns(summary: RunSummary) -> dict[str, float | int | str | None]:
     """The shared result columns of a sweep/ablation row (machine-readable keys, see :data:`COLUMN_TITLES`)."""
     a_b, b_a = summary.directions
+    selected = summary.selected
     row: dict[str, float | int | str | None] = {
-        "map_" + _slug(a_b): summary.selected["directions"][a_b]["map"],
-        "map_" + _slug(b_a): summary.selected["directions"][b_a]["map"],
-        "map_mean": summary.selected["mean"]["map"],
-        "selected_epoch": summary.selected["epoch"],
+        "map_" + _slug(a_b): selected["directions"][a_b]["map"],
+        "map_" + _slug(b_a): selected["directions"][b_a]["map"],
+        "map_mean": selected["mean"]["map"],
+        # tie-aware twins (None for metrics written before fgmd reported them)
+        "map_tie_" + _slug(a_b): selected["directions"][a_b].get("map_tie"),
+        "map_tie_" + _slug(b_a): selected["directions"][b_a].get("map_tie"),
+        "map_tie_mean": selected["mean"].get("map_tie"),
+        "selected_epoch": selected["epoch"],
         "val_map_mean": summary.validation_map,
     }
     if "map@R" in summary.selected["mean"]:
@@ -154,6 +159,7 @@ def metric_columns(summary: RunSummary) -> dict[str, float | int | str | None]:
         row["map_at_r_" + _slug(b_a)] = summary.selected["directions"][b_a]["map@R"]
         row["map_at_r_mean"] = summary.selected["mean"]["map@R"]
     row["last_map_mean"] = summary.last["mean"].get("map")
+    row["last_map_tie_mean"] = summary.last["mean"].get("map_tie")
     row["last_epoch"] = summary.last["epoch"]
     row["best_test_map_mean"] = summary.best_on_test["mean"]["map"] if summary.best_on_test else None
     row["best_test_epoch"] = summary.best_on_test["epoch"] if summary.best_on_test else None
@@ -165,17 +171,21 @@ def column_titles(directions: list[str]) -> dict[str, str]:
     a_b, b_a = directions
     arrow = lambda d: d.replace("->", " → ")  # noqa: E731
     return {
-        "map_" + _slug(a_b): f"{arrow(a_b)} mAP",
-        "map_" + _slug(b_a): f"{arrow(b_a)} mAP",
-        "map_mean": "mean mAP",
+        "map_" + _slug(a_b): f"{arrow(a_b)} mAP (ties by index)",
+        "map_" + _slug(b_a): f"{arrow(b_a)} mAP (ties by index)",
+        "map_mean": "mean mAP (ties by index)",
+        "map_tie_" + _slug(a_b): f"{arrow(a_b)} mAP (tie-aware)",
+        "map_tie_" + _slug(b_a): f"{arrow(b_a)} mAP (tie-aware)",
+        "map_tie_mean": "mean mAP (tie-aware)",
         "selected_epoch": "epoch (val)",
         "val_map_mean": "val mean mAP",
         "map_at_r_" + _slug(a_b): f"{arrow(a_b)} MAP@R",
         "map_at_r_" + _slug(b_a): f"{arrow(b_a)} MAP@R",
         "map_at_r_mean": "mean MAP@R",
-        "last_map_mean": "last-epoch mean mAP",
+        "last_map_mean": "last-epoch mean mAP (ties by index)",
+        "last_map_tie_mean": "last-epoch mean mAP (tie-aware)",
         "last_epoch": "last epoch",
-        "best_test_map_mean": "best-on-test mean mAP (optimistic)",
+        "best_test_map_mean": "best-on-test mean mAP (ties by index, optimistic)",
         "best_test_epoch": "epoch (test)",
     }
 
@@ -183,6 +193,9 @@ def column_titles(directions: list[str]) -> dict[str, str]:
 SELECTION_NOTES = [
     "All mAP values are on the test split (each modality's queries against the other modality's database), "
     "full-ranking Hamming mAP.",
+    "**ties by index**: items at equal Hamming distance ranked in database order (the hashing toolkits' "
+    "convention); **tie-aware**: the expected mAP over all orders of tied items, independent of the database "
+    "order (docs/DESIGN.md, metrics). Runs evaluated before fgmd reported tie-aware mAP show a dash.",
     "**mAP columns without a qualifier: model selected on the validation split** (best.pt) — the honest number.",
     "**last-epoch**: the model after the final epoch (last.pt), no selection.",
     "**best-on-test (optimistic)**: the epoch with the best *test* mean mAP, as the published FSISR/FG-MD "

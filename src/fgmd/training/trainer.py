@@ -242,14 +242,15 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
-        conflicts = resume_conflicts(state["config"], self.config.to_dict())
+        saved = Config.from_dict(state["config"]).to_dict()  # keys added since it was written: defaults
+        conflicts = resume_conflicts(saved, self.config.to_dict())
         if conflicts:
             raise ConfigError(
                 f"cannot resume: the config differs from the checkpoint's in {', '.join(conflicts)} "
                 f"(only {', '.join(RESUMABLE_CHANGES)} may change on resume)"
             )
         if self.context.is_main:
-            changed = inexact_resume_changes(state["config"], self.config.to_dict())
+            changed = inexact_resume_changes(saved, self.config.to_dict())
             if changed:
                 logger.warning(
                     "resuming with a different %s: the run continues, but its result will not be "
@@ -271,6 +272,10 @@ class Trainer:
         self.start_epoch = state["epoch"]
         best = state["best"]
         self.best_score, self.best_epoch, self.best_metrics = best["score"], best["epoch"], best["metrics"]
+        if self.best_metrics and self.config.eval.select_on in self.best_metrics.get("mean", {}):
+            # the score under the selection metric of this config (a run written before tie-aware
+            # metrics stored its mean mAP here)
+            self.best_score = self.best_metrics["mean"][self.config.eval.select_on]
 
     # ------------------------------------------------------------------ loop
     def fit(self, resume: bool = False) -> FitResult:
@@ -301,8 +306,9 @@ class Trainer:
             if self.val_set is not None and evaluate_now:
                 metrics = self.validate()
                 record["val"] = metrics
-                if metrics["mean_map"] > self.best_score:
-                    self.best_score, self.best_epoch, self.best_metrics = metrics["mean_map"], epoch, metrics
+                score = metrics["mean"][self.config.eval.select_on]
+                if score > self.best_score:
+                    self.best_score, self.best_epoch, self.best_metrics = score, epoch, metrics
                     if main:
                         self.save_best(epoch, metrics, "validation")
             elif self.val_set is None:

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     def done(name, summary) -> None:
         label = VARIANTS[name][0]
-        print(f"{label}: mean mAP {summary.selected['mean']['map']:.4f} (selected on validation) in {summary.run_dir}", flush=True)
+        print(f"{label}: mean mAP {summary.selected['mean']['map_tie']:.4f} tie-aware, {summary.selected['mean']['map']:.4f} ties by index (selected on validation) in {summary.run_dir}", flush=True)
 
     result = run_ablation(
         config, variants, progress=not args.quiet, report=not args.no_report,

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from fgmd.cli.common import add_quiet
-from fgmd.cli.tables import metrics_table
+from fgmd.evaluation.evaluate import metrics_table
 
 NAME = "demo"
 HELP = "generate the demo data, train FG-MD on it, evaluate, print the results"
@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     metrics = run_demo(Path(args.out), progress=not args.quiet)
     print(metrics_table(metrics))
     print(
-        f"\nmean mAP {metrics['mean_map']:.4f} on the held-out query split "
+        f"\nmean mAP {metrics['mean_map_tie']:.4f} tie-aware ({metrics['mean_map']:.4f} with ties by index) "
+        "on the held-out query split "
         f"(run folder {Path(args.out) / 'run'}, {time.perf_counter() - start:.0f} s)"
     )
     print("\n" + serve_hint(Path(args.out)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fgmd.cli.common import add_overrides, add_quiet
-from fgmd.cli.tables import metrics_table
+from fgmd.evaluation.evaluate import metrics_table
 
 NAME = "eval"
 HELP = "evaluate a checkpoint on its query/database splits (both directions)"

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--bits takes integers, got {' '.join(values)}") from None
 
     def done(k, summary) -> None:
-        print(f"bits {k}: mean mAP {summary.selected['mean']['map']:.4f} (selected on validation) in {summary.run_dir}", flush=True)
+        print(f"bits {k}: mean mAP {summary.selected['mean']['map_tie']:.4f} tie-aware, {summary.selected['mean']['map']:.4f} ties by index (selected on validation) in {summary.run_dir}", flush=True)
 
     result = run_sweep(config, bits, progress=not args.quiet, report=not args.no_report, on_run=done)
     print()

@@ -26,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
     result = fit(config, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
+    mean = result.best_metrics.get("mean", {})
     selected = (
-        f"validation mean mAP {result.best_metrics['mean_map']:.4f}"
+        f"selected on validation {config.eval.select_on}; validation mean mAP {mean['map_tie']:.4f} tie-aware, "
+        f"{mean['map']:.4f} ties by index"
         if result.best_metrics
         else "no validation split: last epoch kept"
     )
