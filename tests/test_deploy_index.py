@@ -40,7 +40,11 @@ def test_index_a_split_round_trip(tiny_checkpoint, tmp_path, capsys):
     np.testing.assert_array_equal(index.codes, pack_codes(encode_images(model, images, batch_size=7)))
     assert len(np.unique(index.codes, axis=0)) > len(index) // 2  # the codes depend on the image
     identity = index.encoder
-    assert set(identity) == {"config", "weights_sha256", "modality", "bits"}
+    assert set(identity) == {"config", "weights_sha256", "modality", "bits", "preprocessing"}
+    assert identity["preprocessing"]["channels"] == 1 and identity["preprocessing"]["version"] == 1
+    # an index written before the preprocessing spec was stored still matches its encoder
+    old = {k: v for k, v in identity.items() if k != "preprocessing"}
+    assert identity_mismatches(old, identity) == []
     assert identity["weights_sha256"] == weights_sha256(model.encoders["pan"])
     assert identity["config"] == config.to_dict()
     assert not (tmp_path / "db.fgidx.parts").exists()  # merged and cleaned up
@@ -215,3 +219,44 @@ def test_a_run_initialised_from_imagenet_is_indexed_searched_and_evaluated_witho
     metrics = fgmd.evaluate_checkpoint(checkpoint, out=tmp_path / "metrics.json")
     assert 0 <= metrics["mean"]["map"] <= 1
     fgmd.load_model(checkpoint)
+
+
+def test_index_evaluation_and_api_codes_are_equal_with_band_selection_and_percentile_scaling(tiny_dataset, tmp_path):
+    """One preprocessing path: index, evaluation and fgmd.encode_files feed the encoder the same tensors."""
+    import fgmd
+    from conftest import tiny_overrides
+    from fgmd.config import load_config
+    from fgmd.data.io import read_image
+    from fgmd.data.preprocess import build_preprocessor
+    from fgmd.models import model_from_config
+    from fgmd.runtime.checkpoint import save_checkpoint
+
+    modality = ("{ms: {channels: 2, bands: [2, 0], scaling: percentile, scale_low: [0.2, 0.1], scale_high: [0.6, 0.7]},"
+                " pan: {channels: 1, scaling: percentile, scale_low: [0.1], scale_high: [0.8], invert: true}}")
+    config = load_config(None, tiny_overrides(tiny_dataset, tmp_path / "run", **{"data.modality": modality}))
+    model = model_from_config(config, load_pretrained=False)
+    split = build_dataset(config.data, "database")
+    inputs = split.images("ms", build_preprocessor(config.data, "ms"))
+    with torch.no_grad():  # BatchNorm statistics of these inputs, so the codes depend on the image
+        for norm in model.modules():
+            if isinstance(norm, torch.nn.modules.batchnorm._BatchNorm):
+                norm.momentum = None
+        model.train()
+        model.encode(torch.stack([inputs[i]["image"] for i in range(len(inputs))]), "ms")
+    model.eval()
+    checkpoint = save_checkpoint(tmp_path / "run" / "best.pt", {"config": config.to_dict(), "model": model.state_dict()})
+
+    out = tmp_path / "ms.fgidx"
+    build_index(checkpoint, "ms", out, split="database", num_workers=0, progress=False, device="cpu")
+    index = Index.load(out)
+    evaluation = pack_codes(encode_images(model, inputs, batch_size=5))
+    api = pack_codes(fgmd.encode_files(model, config, [r.paths["ms"] for r in inputs.records], "ms", batch_size=7))
+    np.testing.assert_array_equal(index.codes, evaluation)
+    np.testing.assert_array_equal(index.codes, api)
+    assert len(np.unique(index.codes, axis=0)) > 1
+    assert index.encoder["preprocessing"] == build_preprocessor(config.data, "ms").spec()
+    assert index.encoder["preprocessing"]["bands"] == [2, 0] and index.encoder["preprocessing"]["scale_low"] == [0.2, 0.1]
+    # the stretch matters: the same bands without it give other codes
+    transform = build_preprocessor(config.data, "ms").transform
+    plain = torch.stack([transform(read_image(r.paths["ms"], [2, 0])) for r in inputs.records])
+    assert not np.array_equal(pack_codes(model.encode(plain, "ms")), index.codes)

@@ -77,3 +77,31 @@ def test_parity_check_fails_with_a_nonzero_exit_above_the_budget(exported, tiny_
                               "--check-folder", tiny_dataset / "images" / "pan", "--check-modality", "pan",
                               "--check-limit", "8", "--budget", "-1")
     assert code == 1 and "FAIL" in stdout and "pan->pan" in stdout
+
+
+def test_sidecar_holds_the_full_preprocessing_and_version_1_sidecars_still_check(exported, tiny_checkpoint, tiny_dataset, tmp_path):
+    import shutil
+
+    from fgmd.data.preprocess import build_preprocessor
+    from fgmd.export import check_onnx
+
+    out, _ = exported
+    _, config = load_model(tiny_checkpoint)
+    meta = json.loads((out / "pan.json").read_text())
+    assert meta["format_version"] == 2
+    assert meta["preprocessing"] == build_preprocessor(config.data, "pan").spec()
+    # a sidecar of the first layout (no band selection or radiometry recorded) is still read
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(out / "pan.onnx", old / "pan.onnx")
+    pre = meta["preprocessing"]
+    v1 = {**meta, "format_version": 1, "preprocessing": {
+        "channels": pre["channels"], "scale": pre["decode"], "resize": pre["resize"], "resize_mode": pre["resize_mode"],
+        "center_crop": pre["center_crop"], "mean": pre["mean"], "std": pre["std"], "normalize": pre["normalize"]}}
+    (old / "pan.json").write_text(json.dumps(v1))
+    report = check_onnx(tiny_checkpoint, old, folder=tiny_dataset / "images" / "pan", folder_modality="pan", limit=6)
+    assert report.branches["pan"].images == 6 and report.passed
+    # a version-2 sidecar whose preprocessing disagrees with the checkpoint is refused
+    (old / "pan.json").write_text(json.dumps({**meta, "preprocessing": {**pre, "invert": True}}))
+    with pytest.raises(ValueError, match="preprocessing differs"):
+        check_onnx(tiny_checkpoint, old, folder=tiny_dataset / "images" / "pan", folder_modality="pan", limit=6)

@@ -93,7 +93,7 @@ def test_search_refuses_an_index_of_another_encoder_or_the_same_modality(
     code, _, stderr = run_cli(capsys, "search", "--index", pan_index, "--modality", "pan", ms_queries[0],
                               "--checkpoint", tiny_checkpoint)
     assert code == 2 and "like the queries" in stderr
-    with pytest.raises(IndexMismatchError, match="image_size"):
+    with pytest.raises(IndexMismatchError, match=r"preprocessing\[ms\]\.center_crop: \[32, 32\] in the index, \[28, 28\]"):
         fgmd.search_images(pan_index, tiny_checkpoint, ms_queries, "ms", overrides=["data.image_size=28"])
     with pytest.raises(IndexMismatchError, match="no 'rgb' encoder"):
         fgmd.search_images(pan_index, tiny_checkpoint, ms_queries, "rgb")

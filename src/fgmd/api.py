@@ -18,8 +18,7 @@ import torch
 
 from fgmd.config import Config
 from fgmd.data.datasets import build_dataset
-from fgmd.data.radiometry import build_readers
-from fgmd.data.transforms import build_transforms
+from fgmd.data.preprocess import build_preprocessor
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, load_run
 from fgmd.runtime.distributed import init_distributed
@@ -37,16 +36,15 @@ def encode_files(
 ) -> torch.Tensor:
     """Codes ``[N, K]`` (tanh outputs; ``sign`` gives the hash bits) of image files of ``modality``.
 
-    Images are read (bands, scaling, invert, equalize) and transformed exactly as the
-    evaluation pipeline does.
+    Images go through the modality's :class:`~fgmd.data.preprocess.Preprocessor` (bands,
+    scaling, invert, equalize, resize, crop, normalisation), as in evaluation and indexing.
     """
-    transform = build_transforms(config.data, train=False)[modality]
-    read = build_readers(config.data)[modality]  # band selection and radiometry of data.modality.<name>
+    preprocess = build_preprocessor(config.data, modality)
     device = next(model.parameters()).device
     model.eval()
     codes = []
     for start in range(0, len(paths), batch_size):
-        batch = torch.stack([transform(read(p)) for p in paths[start : start + batch_size]])
+        batch = torch.stack([preprocess(p) for p in paths[start : start + batch_size]])
         codes.append(model.encode(batch.to(device), modality).float().cpu())
     return torch.cat(codes) if codes else torch.empty(0, config.model.bits)
 
@@ -69,11 +67,11 @@ def evaluate_checkpoint(
     context, device = init_distributed(config.train.device)
     model.to(device)
     data = config.data
-    transforms = build_transforms(data, train=False)
+    inputs = {m: build_preprocessor(data, m) for m in data.modalities}
     query_split = build_dataset(data, data.query_split)
     db_split = query_split if data.database_split == data.query_split else build_dataset(data, data.database_split)
-    queries = {m: query_split.images(m, transforms[m]) for m in data.modalities}
-    database = queries if db_split is query_split else {m: db_split.images(m, transforms[m]) for m in data.modalities}
+    queries = {m: query_split.images(m, inputs[m]) for m in data.modalities}
+    database = queries if db_split is query_split else {m: db_split.images(m, inputs[m]) for m in data.modalities}
     metrics = evaluate_model(model, queries, database, config.eval, device, data.num_workers, progress, context)
     metrics.update(
         {

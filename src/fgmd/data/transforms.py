@@ -19,6 +19,12 @@ from fgmd.config import DataConfig, ModalityConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_MODE = "bilinear with antialiasing, to a square (aspect ratio not kept)"
+
+
+def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``[..., C, H, W]`` images to ``[..., C, size, size]`` (see :data:`RESIZE_MODE`)."""
+    return TF.resize(images, [size, size], antialias=True)
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class ModalityTransform:
         if image.shape[0] != self.channels:
             raise ValueError(f"expected {self.channels} band(s), got an image with {image.shape[0]}")
         params = params or self.sample_params()
-        out = TF.resize(image, [self.resize, self.resize], antialias=True)
+        out = resize_square(image, self.resize)
         out = out[:, params.top : params.top + self.image_size, params.left : params.left + self.image_size]
         if params.flip:
             out = out.flip(-1)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fgmd.data.datasets import build_dataset
-from fgmd.data.transforms import build_transforms
+from fgmd.data.preprocess import build_preprocessor
 from fgmd.runtime.device import resolve_device
 from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images
 from fgmd.codes import hamming_distance, sign_codes
@@ -157,7 +157,7 @@ def generate_report(
     model.to(device)
 
     data = config.data
-    transforms = build_transforms(data, train=False)
+    inputs = {m: build_preprocessor(data, m) for m in data.modalities}
     query_split = build_dataset(data, data.query_split)
     db_split = query_split if data.database_split == data.query_split else build_dataset(data, data.database_split)
     class_names = class_names or query_split.class_names
@@ -166,7 +166,7 @@ def generate_report(
     database = {m: db_split.images(m) for m in modalities}
 
     def codes_of(split, modality: str) -> torch.Tensor:
-        images = split.images(modality, transforms[modality])
+        images = split.images(modality, inputs[modality])
         return encode_images(model, images, config.eval.batch_size, device, data.num_workers, progress)
 
     q_codes = {m: codes_of(query_split, m) for m in modalities}

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from fgmd.config import Config
-from fgmd.data.transforms import normalisation
+from fgmd.data.preprocess import Preprocessor
 from fgmd.models.fdfsp import FDFSP
 from fgmd.retrieval.identity import weights_sha256
 
@@ -60,6 +60,10 @@ EXPORT_FORMATS = ("onnx",)
 INPUT_NAME = "image"
 OUTPUT_NAME = "codes"
 DEFAULT_OPSET = 17
+# Sidecar layout. 1: preprocessing without band selection and radiometry; 2: "preprocessing" is
+# the full Preprocessor.spec() (bands, scaling bounds, invert, equalize, sizes, mean/std).
+# Readers (the parity check) accept both.
+SIDECAR_VERSION = 2
 
 
 class CodesOnly(nn.Module):
@@ -134,25 +138,16 @@ def sidecar(
     quantization: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON description written beside ``<modality>.onnx``."""
-    mean, std = normalisation(config.data.modality_config(modality))
     channels = encoder.in_channels
+    preprocess = Preprocessor(modality, config.data.modality_config(modality), image_size, resize)
     return {
         "format": "fgmd-onnx-encoder",
-        "format_version": 1,
+        "format_version": SIDECAR_VERSION,
         "modality": modality,
         "bits": encoder.bits,
         "input": {"name": INPUT_NAME, "shape": ["batch", channels, image_size, image_size], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", encoder.bits], "dtype": "float32", "range": [-1, 1]},
-        "preprocessing": {
-            "channels": channels,
-            "scale": "uint8 / 255, uint16 / 65535, float as stored",
-            "resize": [resize, resize],
-            "resize_mode": "bilinear with antialiasing, to a square (aspect ratio not kept)",
-            "center_crop": [image_size, image_size],
-            "mean": [float(v) for v in mean],
-            "std": [float(v) for v in std],
-            "normalize": "(x - mean[c]) / std[c] per band",
-        },
+        "preprocessing": preprocess.spec(),
         "binarization": "bit i = 1 where codes[i] >= 0; packed 8 bits per byte, bit 0 = most significant (np.packbits)",
         "encoder": {"weights_sha256": weights_sha256(encoder), "modality": modality, "bits": encoder.bits},
         "opset": opset,

@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fgmd.api import load_model
-from fgmd.data.transforms import ModalityTransform
+from fgmd.data.preprocess import Preprocessor
 from fgmd.evaluation.metrics import retrieval_metrics
 from fgmd.retrieval.encode_archive import ArchiveSource, SourceImages, collate_images, folder_source, split_source
 from fgmd.codes import pack_codes
@@ -113,10 +113,10 @@ def _session(path: Path, threads: int | None):
 
 
 @torch.no_grad()
-def _encode_both(encoder, session, transform, source: ArchiveSource, batch_size: int, num_workers: int):
+def _encode_both(encoder, session, preprocess, source: ArchiveSource, batch_size: int, num_workers: int):
     """Real-valued codes ``[N, K]`` of every image of ``source`` from PyTorch and from ONNX."""
     loader = DataLoader(
-        SourceImages(source, transform, range(len(source))),
+        SourceImages(source, preprocess, range(len(source))),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=collate_images,
@@ -188,7 +188,12 @@ def check_onnx(
     for modality in exported:
         meta = metas[modality]
         size, resize = meta["input"]["shape"][2], meta["preprocessing"]["resize"][0]
-        transform = ModalityTransform(config.data.modality_config(modality), size, resize, train=False)
+        preprocess = Preprocessor(modality, config.data.modality_config(modality), size, resize)
+        if meta.get("format_version", 1) >= 2 and meta["preprocessing"] != preprocess.spec():
+            raise ValueError(
+                f"{onnx_dir / (modality + '.json')}: its preprocessing differs from the checkpoint config's "
+                f"({preprocess.spec()}); export again from this checkpoint"
+            )
         session = _session(onnx_dir / f"{modality}.onnx", threads)
         if folder is not None:
             sets = {"folder": cap(folder_source(folder, recursive))}
@@ -199,7 +204,7 @@ def check_onnx(
             report.data = f"splits {data.query_split!r} (queries) and {data.database_split!r} (database) of {data.root}"
         pt_all, onnx_all = [], []
         for name, source in sets.items():
-            pair = _encode_both(model.encoders[modality], session, transform, source, batch_size, num_workers)
+            pair = _encode_both(model.encoders[modality], session, preprocess, source, batch_size, num_workers)
             codes[(modality, name)] = pair
             labels[(modality, name)] = source.labels
             pt_all.append(pair[0])

@@ -54,8 +54,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from fgmd.config import Config
-from fgmd.data.io import SUPPORTED_EXTENSIONS, ImageReadError, read_image
-from fgmd.data.transforms import ModalityTransform, build_transforms
+from fgmd.data.io import SUPPORTED_EXTENSIONS, ImageReadError
+from fgmd.data.preprocess import Preprocessor, build_preprocessor
 from fgmd.models import load_run
 from fgmd.models.encoder import ModalityEncoder
 from fgmd.runtime.distributed import barrier, init_distributed
@@ -203,12 +203,13 @@ def _add_item(found: dict[str, str], item_id: str, path: str) -> None:
 
 
 class SourceImages(Dataset):
-    """Decoded, transformed images of a source; failures are returned, not raised, so the
-    main process can name the file (exceptions from DataLoader workers lose their type)."""
+    """Encoder inputs of a source, made by the modality's ``Preprocessor``; failures are
+    returned, not raised, so the main process can name the file (exceptions from DataLoader
+    workers lose their type)."""
 
-    def __init__(self, source: ArchiveSource, transform: ModalityTransform, positions: Sequence[int]):
+    def __init__(self, source: ArchiveSource, preprocess: Preprocessor, positions: Sequence[int]):
         self.source = source
-        self.transform = transform
+        self.preprocess = preprocess
         self.positions = list(positions)
 
     def __len__(self) -> int:
@@ -218,12 +219,7 @@ class SourceImages(Dataset):
         position = self.positions[index]
         path = self.source.paths[position]
         try:
-            image = read_image(path)
-            if image.shape[0] != self.transform.channels:
-                raise ImageReadError(
-                    path, f"has {image.shape[0]} band(s) but the encoder takes {self.transform.channels}"
-                )
-            return {"position": position, "image": self.transform(image), "error": None}
+            return {"position": position, "image": self.preprocess(path), "error": None}
         except ImageReadError as error:
             return {"position": position, "image": None, "error": (str(error.path), error.reason)}
 
@@ -240,7 +236,7 @@ def collate_images(items: list[dict]) -> dict:
 @torch.no_grad()
 def encode_source(
     encoder: ModalityEncoder,
-    transform: ModalityTransform,
+    preprocess: Preprocessor,
     source: ArchiveSource,
     positions: Sequence[int],
     *,
@@ -260,7 +256,7 @@ def encode_source(
     """
     encoder.eval()
     loader = DataLoader(
-        SourceImages(source, transform, positions),
+        SourceImages(source, preprocess, positions),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -441,7 +437,7 @@ def build_index(
     context, torch_device = init_distributed(device)
 
     encoder, config, identity = load_encoder(checkpoint, modality, torch_device, overrides)
-    transform = build_transforms(config.data, train=False)[modality]
+    preprocess = build_preprocessor(config.data, modality)
 
     source = split_source(config, split, modality) if split is not None else folder_source(folder, recursive)
     existing: Index | None = None
@@ -481,7 +477,7 @@ def build_index(
         start, stop = ranges[number]
         codes, kept, skipped = encode_source(
             encoder,
-            transform,
+            preprocess,
             source,
             range(start, stop),
             batch_size=batch_size,

@@ -5,14 +5,18 @@ An index built by ``fgmd index`` stores, as its ``encoder`` metadata::
     {"config": <the checkpoint's run config, a plain dict>,
      "weights_sha256": <sha256 of the state_dict tensors of the branch that encoded the images>,
      "modality": <that branch's modality>,
-     "bits": <K>}
+     "bits": <K>,
+     "preprocessing": <Preprocessor.spec() of that modality: bands, scaling, sizes, mean/std>}
+
+(``preprocessing`` is absent in indexes written before it was stored; it is derived from
+``config`` and compared through it, so those indexes still match.)
 
 Queries are encoded by the *other* branch of the same checkpoint. ``identity_mismatches``
 decides whether an index and a query model belong together: the query checkpoint's copy of
 the indexed branch must hash to the stored ``weights_sha256`` (so the index holds exactly
 the codes this checkpoint would produce), the code length must match, and so must the parts
 of the config that change what a code means — the ``model`` section, the modality pair and
-the preprocessing of both modalities (bands, mean/std, image size, resize). Bookkeeping
+the preprocessing of both modalities (``Preprocessor.spec``: bands, radiometry, sizes, mean/std). Bookkeeping
 entries (``data.root``, ``out_dir``, training schedule, ...) are not compared: a checkpoint
 copied to another machine still matches its index.
 """
@@ -27,7 +31,7 @@ import torch
 from torch import nn
 
 from fgmd.config import Config, ConfigError
-from fgmd.data.transforms import normalisation
+from fgmd.data.preprocess import build_preprocessor
 
 __all__ = ["encoder_identity", "identity_mismatches", "preprocessing_of", "weights_sha256"]
 
@@ -48,22 +52,20 @@ def weights_sha256(module: nn.Module) -> str:
 def encoder_identity(encoder: nn.Module, config: Config, modality: str) -> dict[str, Any]:
     """The identity of ``encoder`` (the ``modality`` branch of a model trained with ``config``)."""
     bits = getattr(encoder, "bits", config.model.bits)
-    return {"config": config.to_dict(), "weights_sha256": weights_sha256(encoder), "modality": modality, "bits": bits}
+    return {
+        "config": config.to_dict(),
+        "weights_sha256": weights_sha256(encoder),
+        "modality": modality,
+        "bits": bits,
+        "preprocessing": preprocessing_of(config, modality),
+    }
 
 
 def preprocessing_of(config: Mapping[str, Any] | Config, modality: str) -> dict[str, Any]:
-    """What the encoder of ``modality`` is fed: bands, mean/std, crop and resize sizes."""
+    """What the encoder of ``modality`` is fed: its ``Preprocessor.spec()`` under ``config``."""
     if not isinstance(config, Config):
         config = Config.from_dict(dict(config))
-    data = config.data
-    mean, std = normalisation(data.modality_config(modality))
-    return {
-        "channels": data.modality_config(modality).channels,
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
-        "image_size": data.image_size,
-        "resize": data.resize,
-    }
+    return build_preprocessor(config.data, modality).spec()
 
 
 def _meaning(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,6 +97,13 @@ def identity_mismatches(stored: Mapping[str, Any], expected: Mapping[str, Any]) 
         return problems
     a, b = _meaning(stored_config), _meaning(expected_config)
     for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            problems.append(f"config {key}: {a.get(key)!r} in the index, {b.get(key)!r} expected")
+        old, new = a.get(key), b.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):  # name the entries that differ
+            problems += [
+                f"config {key}.{entry}: {old.get(entry)!r} in the index, {new.get(entry)!r} expected"
+                for entry in sorted(set(old) | set(new))
+                if old.get(entry) != new.get(entry)
+            ]
+        elif old != new:
+            problems.append(f"config {key}: {old!r} in the index, {new!r} expected")
     return problems

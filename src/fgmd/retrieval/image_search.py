@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from fgmd.config import Config
-from fgmd.data.transforms import build_transforms
+from fgmd.data.preprocess import build_preprocessor
 from fgmd.models import FGMD, load_run
 
 from .encode_archive import ArchiveError, ArchiveSource, encode_source, split_source
@@ -138,10 +138,10 @@ def search_images(
     if len(source) == 0:
         return []
     encoder = model.encoders[modality].to(device)
-    transform = build_transforms(config.data, train=False)[modality]
+    preprocess = build_preprocessor(config.data, modality)
     codes, kept, _ = encode_source(
         encoder,
-        transform,
+        preprocess,
         source,
         range(len(source)),
         batch_size=batch_size,

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from fgmd.data.datasets import CrossModalDataset
-from fgmd.data.transforms import normalisation
+from fgmd.data.transforms import normalisation, resize_square
 
 ROLES = ("anchor", "positive", "negative")
 
@@ -90,7 +89,7 @@ class _Decoded(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         image = self.pairs.load(self.pairs.pairs[index], self.modality)
-        return TF.resize(image, [self.resize, self.resize], antialias=True)
+        return resize_square(image, self.resize)
 
 
 class ResizedImages:

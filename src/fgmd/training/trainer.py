@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from fgmd.config import RESUMABLE_CHANGES, Config, ConfigError, inexact_resume_changes, resume_conflicts
 from fgmd.data.datasets import build_dataset
+from fgmd.data.preprocess import build_preprocessor
 from fgmd.data.transforms import build_transforms
 from fgmd.data.issues import IssueLog
 from fgmd.data.validation import check_minable, prepare_training_data
@@ -471,8 +472,7 @@ class Trainer:
 
     def validate(self) -> dict:
         """Cross-modal metrics on the validation pairs (each modality queries the other)."""
-        transforms = build_transforms(self.config.data, train=False)
-        sets = {m: self.val_set.images(m, transforms[m]) for m in self.modalities}
+        sets = {m: self.val_set.images(m, build_preprocessor(self.config.data, m)) for m in self.modalities}
         return evaluate_model(
             self.model, sets, sets, self.config.eval, self.device, self.config.data.num_workers, context=self.context
         )
@@ -485,12 +485,12 @@ class Trainer:
         """
         if getattr(self, "_test_sets", None) is None:
             data = self.config.data
-            transforms = build_transforms(data, train=False)
+            inputs = {m: build_preprocessor(data, m) for m in self.modalities}
             query = build_dataset(data, data.query_split)
             database = query if data.database_split == data.query_split else build_dataset(data, data.database_split)
             self._test_sets = (
-                {m: query.images(m, transforms[m]) for m in self.modalities},
-                {m: database.images(m, transforms[m]) for m in self.modalities},
+                {m: query.images(m, inputs[m]) for m in self.modalities},
+                {m: database.images(m, inputs[m]) for m in self.modalities},
             )
         queries, database = self._test_sets
         return evaluate_model(

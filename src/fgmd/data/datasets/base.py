@@ -18,6 +18,7 @@ from fgmd.config import DataConfig
 from fgmd.data.io import read_image
 from fgmd.data.issues import DataFormatError, IssueLog
 from fgmd.data.records import Record, multi_hot
+from fgmd.data.preprocess import Preprocessor
 from fgmd.data.transforms import ModalityTransform
 
 
@@ -112,11 +113,18 @@ class CrossModalDataset(Dataset):
         subset._cache = self._cache
         return subset
 
-    def images(self, modality: str, transform: ModalityTransform | None = None) -> ModalityImages:
-        """Every record of this split that has a ``modality`` image, paired or not."""
+    def images(self, modality: str, transform: ModalityTransform | Preprocessor | None = None) -> ModalityImages:
+        """Every record of this split that has a ``modality`` image, paired or not.
+
+        With a :class:`~fgmd.data.preprocess.Preprocessor` the images are read and transformed
+        by it (the encoder inputs of evaluation); with a transform (or none) they are read by
+        this dataset's reader.
+        """
         if modality not in self.modalities:
             raise KeyError(f"unknown modality {modality!r}; this dataset has {list(self.modalities)}")
         records = [r for r in self.records if r.has(modality)]
+        if isinstance(transform, Preprocessor):
+            return ModalityImages(records, modality, self.num_classes, transform.transform, transform.reader)
         return ModalityImages(records, modality, self.num_classes, transform, self.reader_of(modality))
 
 
