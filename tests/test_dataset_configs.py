@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fgmd.config import DATA_FORMATS, load_config
+from fgmd.config import ConfigError, load_config
 from fgmd.data.datasets import FORMATS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -30,7 +30,18 @@ def test_protocol_settings():
     assert eurosat.data.modality_config("pan").channels == 1 and eurosat.data.modality_config("ms").channels == 3
 
 
-def test_format_registry_matches_config():
-    assert tuple(FORMATS) == DATA_FORMATS
+def test_format_registry_is_what_config_accepts():
+    for name in FORMATS:
+        assert load_config(None, [f"data.format={name}", *(["data.modalities=[visible, ir]"] if name == "vais" else [])])
+    with pytest.raises(ConfigError, match="data.format must be one of folder, mrssid, vais, csv"):
+        load_config(None, ["data.format=hdf5"])
+    with pytest.raises(ConfigError, match="data.vais.labels must be one of basic, fine"):
+        load_config(None, ["data.format=vais", "data.modalities=[visible, ir]", "data.vais.labels=coarse"])
+    with pytest.raises(ConfigError, match="for VAIS"):
+        load_config(None, ["data.format=vais"])
+    with pytest.raises(ConfigError, match="model.stem must be one of adapt, replicate"):
+        load_config(None, ["model.stem=tile"])
+    with pytest.raises(ConfigError, match="model.pretrained must be one of none, imagenet, imagenet_v2"):
+        load_config(None, ["model.pretrained=coco"])
     for name, cls in FORMATS.items():
         assert cls.NAME == name

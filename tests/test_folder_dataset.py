@@ -77,3 +77,22 @@ def test_bad_label_and_unknown_split(copy_of):
 def test_unknown_split_lists_the_splits(tiny_dataset):
     with pytest.raises(DataFormatError, match="no rows of split 'validation'"):
         PairedFolderDataset(tiny_dataset, "validation")
+
+
+def test_folder_dataset_takes_every_extension_fgmd_index_takes(copy_of, tmp_path):
+    """One list of image extensions (fgmd.data.io) for the folder format and `fgmd index --folder`."""
+    from PIL import Image, features
+
+    from fgmd.data.io import SUPPORTED_EXTENSIONS
+    from fgmd.retrieval.encode_archive import folder_source
+
+    if not features.check("webp"):
+        pytest.skip("Pillow without WebP")
+    assert ".webp" in SUPPORTED_EXTENSIONS
+    first = sorted((copy_of / "images" / "pan").glob("*.png"))[0]
+    Image.open(first).save(first.with_suffix(".webp"), lossless=True)
+    first.unlink()
+    config = load_config(None, [f"data.root={copy_of}", "data.modality={ms: {channels: 3}, pan: {channels: 1}}"])
+    found = [r for s in ("train", "query", "database") for r in build_dataset(config.data, s).records if r.id == first.stem]
+    assert found and str(found[0].paths["pan"]).endswith(".webp")
+    assert first.stem in folder_source(copy_of / "images" / "pan").ids

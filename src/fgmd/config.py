@@ -24,11 +24,13 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the field."""
 
 
-# The on-disk formats of ``fgmd.data.datasets.FORMATS`` (kept here so configs validate without it).
-DATA_FORMATS = ("folder", "mrssid", "vais", "csv")
 SCALINGS = ("none", "percentile")
-VAIS_MODALITIES = ("visible", "ir")
-PRETRAINED_CHOICES = ("none", "imagenet", "imagenet_v2")
+
+# Choice lists belong to the modules that implement them (data formats: fgmd.data.datasets;
+# pretrained weights: fgmd.models.pretrained; stem modes: fgmd.models.backbone; VAIS
+# modalities and every format's option checks: the format's module). ``validate`` asks them at
+# call time: those modules build on the dataclasses defined here, so they cannot be imported
+# while this module loads.
 
 
 @dataclass
@@ -103,7 +105,7 @@ class CSVOptions:
 class DataConfig:
     """Where the data is and how it is split and augmented.
 
-    ``format`` is one of :data:`DATA_FORMATS`; its options are the section of the same name
+    ``format`` is a key of ``fgmd.data.datasets.FORMATS``; its options are the section of the same name
     (``mrssid``, ``vais``, ``csv``). ``class_names`` names the classes of formats whose files
     hold label indices only (MRSSID), or pins the names and count of any format (a label
     outside it is an error). ``scaling_sample`` caps the training images read to compute
@@ -324,28 +326,6 @@ def differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> li
     return keys
 
 
-# Settings a run may change when it is resumed. EXACT ones do not change what is trained (more
-# epochs extend the schedule; the evaluation batch size does not change the codes; loader
-# workers only decode images, augmentation is drawn in the main process). The others are
-# accepted because a resumed run often lands on another machine, but they change the numbers:
-# GPU kernels, another memory layout or compiled kernels round differently, so the run is no
-# longer bit-identical to an uninterrupted one.
-RESUMABLE_EXACT = ("train.epochs", "eval.batch_size", "data.num_workers")
-RESUMABLE_INEXACT = ("train.device", "train.channels_last", "train.compile")
-RESUMABLE_CHANGES = RESUMABLE_EXACT + RESUMABLE_INEXACT
-
-
-def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Dotted names in which ``current`` differs from a run's ``saved`` config, other than
-    :data:`RESUMABLE_CHANGES`: a run can be resumed under ``current`` only if this is empty."""
-    return [key for key in differing_keys(saved, current) if key not in RESUMABLE_CHANGES]
-
-
-def inexact_resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """The :data:`RESUMABLE_INEXACT` settings in which ``current`` differs from ``saved``."""
-    return [key for key in differing_keys(saved, current) if key in RESUMABLE_INEXACT]
-
-
 def validate(config: Config) -> None:
     """Cross-field checks that types alone cannot express."""
     bits = config.model.bits
@@ -353,6 +333,9 @@ def validate(config: Config) -> None:
         raise ConfigError(f"model.bits must be a multiple of 8 between 8 and 128, got {bits}")
     if config.model.width_mult <= 0:
         raise ConfigError(f"model.width_mult must be positive, got {config.model.width_mult}")
+    from fgmd.models.backbone import STEM_MODES
+    from fgmd.models.pretrained import PRETRAINED_CHOICES
+
     if config.model.pretrained not in PRETRAINED_CHOICES:
         raise ConfigError(
             f"model.pretrained must be one of {', '.join(PRETRAINED_CHOICES)}, got {config.model.pretrained!r}"
@@ -368,8 +351,8 @@ def validate(config: Config) -> None:
             f"only for the full-width MobileNetV2), got {config.model.width_mult}; "
             "use model.pretrained=none for other widths"
         )
-    if config.model.stem not in ("adapt", "replicate"):
-        raise ConfigError(f"model.stem must be 'adapt' or 'replicate', got {config.model.stem!r}")
+    if config.model.stem not in STEM_MODES:
+        raise ConfigError(f"model.stem must be one of {', '.join(STEM_MODES)}, got {config.model.stem!r}")
     mods = config.data.modalities
     if len(mods) != 2 or mods[0] == mods[1]:
         raise ConfigError(f"data.modalities must name two different modalities, got {mods}")
@@ -448,27 +431,15 @@ def _validate_radiometry(name: str, mod: ModalityConfig) -> None:
 
 
 def _validate_formats(data: DataConfig) -> None:
-    if data.format not in DATA_FORMATS:
-        raise ConfigError(f"data.format must be one of {', '.join(DATA_FORMATS)}, got {data.format!r}")
+    from fgmd.data.datasets import FORMATS
+
+    if data.format not in FORMATS:
+        raise ConfigError(f"data.format must be one of {', '.join(FORMATS)}, got {data.format!r}")
     if len(set(data.class_names)) != len(data.class_names):
         raise ConfigError(f"data.class_names has duplicates: {data.class_names}")
     if data.scaling_sample < 1:
         raise ConfigError(f"data.scaling_sample must be >= 1, got {data.scaling_sample}")
-    if data.format == "mrssid":
-        prefixes = data.mrssid.prefixes
-        missing = [m for m in data.modalities if m not in prefixes]
-        if missing:
-            raise ConfigError(f"data.mrssid.prefixes has no prefix for modality {missing[0]!r} (has {prefixes})")
-        if prefixes[data.modalities[0]] == prefixes[data.modalities[1]]:
-            raise ConfigError(f"data.mrssid.prefixes: the two modalities share the prefix {prefixes[data.modalities[0]]!r}")
-    if data.vais.labels not in ("basic", "fine"):
-        raise ConfigError(f"data.vais.labels must be 'basic' or 'fine', got {data.vais.labels!r}")
-    if data.format == "vais" and sorted(data.modalities) != sorted(VAIS_MODALITIES):
-        raise ConfigError(f"data.modalities must be {list(VAIS_MODALITIES)} (in either order) for VAIS, got {data.modalities}")
-    if data.format == "csv":
-        for name in data.csv.path_columns:
-            if name not in data.modalities:
-                raise ConfigError(f"data.csv.path_columns.{name}: not one of data.modalities {data.modalities}")
+    FORMATS[data.format].check_options(data)
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

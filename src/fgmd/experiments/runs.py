@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from fgmd.config import Config, ConfigError, resume_conflicts
+from fgmd.config import Config, ConfigError
+from fgmd.training.resume import resume_conflicts
 
 METRICS = "metrics.json"
 METRICS_LAST = "metrics_last.json"
@@ -54,7 +55,7 @@ def read_log(run_dir: str | Path) -> list[dict]:
 
 def check_run_config(run_dir: Path, config: Config) -> None:
     """Refuse to reuse a run directory trained with a different config (only
-    ``config.RESUMABLE_CHANGES``, such as ``train.epochs``, may differ; the trainer warns
+    ``fgmd.training.resume.RESUMABLE_CHANGES``, such as ``train.epochs``, may differ; the trainer warns
     about those that make the run inexact)."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():

@@ -25,7 +25,7 @@ __all__ = ["LEVEL_SLICES", "MobileNetV2Trunk", "adapt_stem", "adapt_stem_weight"
 
 LEVEL_SLICES: tuple[tuple[int, int], ...] = ((0, 2), (2, 4), (4, 7), (7, 14), (14, 18))
 _LAST = 18
-_STEM_MODES = ("adapt", "replicate")
+STEM_MODES = ("adapt", "replicate")  # model.stem choices
 
 
 class MobileNetV2Trunk(nn.Module):
@@ -108,8 +108,8 @@ def adapt_stem(features: nn.Sequential, in_channels: int, mode: str) -> int:
     Returns:
         The number of bands the trunk consumes (the caller replicates when it differs).
     """
-    if mode not in _STEM_MODES:
-        raise ValueError(f"stem mode must be one of {_STEM_MODES}, got {mode!r}")
+    if mode not in STEM_MODES:
+        raise ValueError(f"stem mode must be one of {STEM_MODES}, got {mode!r}")
     conv: nn.Conv2d = features[0][0]
     if conv.in_channels != 3:
         raise ValueError(f"the stem conv was already adapted to {conv.in_channels} bands")

@@ -42,6 +42,7 @@ __all__ = [
 
 #: ``model.pretrained`` value -> torchvision ``MobileNet_V2_Weights`` member name.
 TORCHVISION_WEIGHTS = {"imagenet": "IMAGENET1K_V1", "imagenet_v2": "IMAGENET1K_V2"}
+PRETRAINED_CHOICES = ("none", *TORCHVISION_WEIGHTS)  # model.pretrained choices
 
 _PREFIXES = ("module.", "model.")
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")

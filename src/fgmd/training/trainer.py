@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from fgmd.config import RESUMABLE_CHANGES, Config, ConfigError, inexact_resume_changes, resume_conflicts
+from fgmd.config import Config, ConfigError
 from fgmd.data.datasets import build_dataset
 from fgmd.data.preprocess import build_preprocessor
 from fgmd.data.transforms import build_transforms
@@ -47,6 +47,7 @@ from fgmd.training.batchnorm import recalibrate_batchnorm
 from fgmd.runtime.hints import suggest
 from fgmd.runtime.checkpoint import load_checkpoint, save_checkpoint
 from fgmd.runtime.distributed import barrier, init_distributed, merge_bank_updates
+from fgmd.training.resume import RESUMABLE_CHANGES, inexact_resume_changes, resume_conflicts
 from fgmd.training.mining import mine_triplets, mining_digest
 from fgmd.training.objective import FGMDObjective
 

@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fgmd.export.onnx import EXPORT_FORMATS
+from fgmd.export.precision import PRECISIONS
+
 NAME = "export"
 HELP = "export the encoders to ONNX (one file per branch + JSON sidecar); --check compares with PyTorch"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a run")
-    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default onnx)")
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="export format (default onnx)")
     parser.add_argument("--out", required=True, help="folder for <modality>.onnx and <modality>.json")
     parser.add_argument("--image-size", type=int, help="input side in pixels (default: the checkpoint's data.image_size)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--modality", action="append", help="export only this branch (repeatable; default all)")
     precision = parser.add_argument_group("numeric precision (input and output stay float32)")
-    precision.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+    precision.add_argument("--precision", choices=PRECISIONS, default="fp32",
                            help="fp32 (default); fp16 (for GPUs / TensorRT); int8 (static QDQ quantization, "
                                 "calibrated on the run's training images)")
     precision.add_argument("--calibration-images", type=int, default=128,

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from fgmd.retrieval.search import BACKENDS
 
 NAME = "search"
 HELP = "search an index (made by `fgmd index`) with query images of the other modality"
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     howmany.add_argument("--radius", type=int, help="every item within this Hamming distance instead of top-k")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     parser.add_argument("--out", help="write the results to this file instead of stdout")
-    parser.add_argument("--backend", choices=("auto", "numpy", "faiss", "mih"), default="auto",
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="search backend; all are exact and give identical results (default auto)")
     parser.add_argument("--approximate", action="store_true",
                         help="approximate search (faiss IndexBinaryIVF, needs faiss) for archives where exact search "

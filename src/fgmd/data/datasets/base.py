@@ -183,6 +183,11 @@ class FormatDataset(CrossModalDataset):
         return cls(data.root, split, data.modalities, options=options, class_names=data.class_names, **kwargs)
 
     @classmethod
+    def check_options(cls, data: DataConfig) -> None:
+        """Raise ``ConfigError`` (naming the field) when ``data`` cannot describe this format;
+        called by config validation. The base format has nothing to check."""
+
+    @classmethod
     def expected_layout(cls, data: DataConfig) -> str:
         raise NotImplementedError
 

@@ -26,7 +26,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from fgmd.config import DataConfig
+from fgmd.config import ConfigError, DataConfig
 from fgmd.data.datasets.base import ClassTable, DatasetNotFoundError, FormatDataset, check_root, parse_listed_row
 from fgmd.data.issues import IssueLog
 from fgmd.data.records import Record
@@ -50,6 +50,12 @@ class CSVDataset(FormatDataset):
     NAME = "csv"
     PAIRED = False
     OPTIONS = "csv"
+
+    @classmethod
+    def check_options(cls, data: DataConfig) -> None:
+        for name in data.csv.path_columns:
+            if name not in data.modalities:
+                raise ConfigError(f"data.csv.path_columns.{name}: not one of data.modalities {data.modalities}")
 
     @classmethod
     def expected_layout(cls, data: DataConfig) -> str:

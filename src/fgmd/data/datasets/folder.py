@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fgmd.config import DataConfig
+from fgmd.data.io import SUPPORTED_EXTENSIONS
 from fgmd.data.datasets.base import (
     ClassTable,
     DatasetNotFoundError,
@@ -30,7 +31,6 @@ from fgmd.data.datasets.base import (
 from fgmd.data.issues import IssueLog
 from fgmd.data.records import Record
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 REQUIRED_COLUMNS = ("id", "label", "class_name", "split")
 
 
@@ -46,7 +46,7 @@ def _index_images(folder: Path, issues: IssueLog) -> dict[str, Path]:
     """Map each image stem in ``folder`` to its path (one listing, no per-file stat)."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
+        if path.suffix.lower() in SUPPORTED_EXTENSIONS:
             if path.stem in found:
                 issues.error(str(folder), f"two images for id {path.stem!r}: {found[path.stem].name}, {path.name}")
                 continue
@@ -131,5 +131,5 @@ class PairedFolderDataset(FormatDataset):
         for m in data.modalities:
             folder = Path(data.root) / "images" / m
             if folder.is_dir():
-                out[m] = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p not in used[m])
+                out[m] = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p not in used[m])
         return out

@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from fgmd.config import DataConfig
+from fgmd.config import ConfigError, DataConfig
 from fgmd.data.datasets.base import DatasetNotFoundError, FormatDataset, check_root
 from fgmd.data.issues import IssueLog
 from fgmd.data.records import Record
@@ -58,6 +58,15 @@ class MRSSIDDataset(FormatDataset):
     NAME = "mrssid"
     PAIRED = True
     OPTIONS = "mrssid"
+
+    @classmethod
+    def check_options(cls, data: DataConfig) -> None:
+        prefixes = data.mrssid.prefixes
+        missing = [m for m in data.modalities if m not in prefixes]
+        if missing:
+            raise ConfigError(f"data.mrssid.prefixes has no prefix for modality {missing[0]!r} (has {prefixes})")
+        if prefixes[data.modalities[0]] == prefixes[data.modalities[1]]:
+            raise ConfigError(f"data.mrssid.prefixes: the two modalities share the prefix {prefixes[data.modalities[0]]!r}")
 
     @classmethod
     def expected_layout(cls, data: DataConfig) -> str:

@@ -39,13 +39,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fgmd.config import DataConfig
+from fgmd.config import ConfigError, DataConfig
 from fgmd.data.datasets.base import DatasetNotFoundError, FormatDataset, check_root
 from fgmd.data.issues import DataCheckError, IssueLog
 from fgmd.data.records import Record
 
 BASIC_CLASSES = ("cargo", "sailing", "passenger", "medium-other", "tug", "small")
 MODALITIES = ("visible", "ir")
+LABEL_SETS = ("basic", "fine")  # data.vais.labels choices
 ANNOTATION_FIELDS = ("visible_path", "ir_path", "fine_label", "basic_label", "unique_id", "is_train", "is_night")
 SPLITS = ("train", "query", "database")
 PAIR_COLUMNS = ("id", "visible_path", "ir_path", "basic_label", "fine_label", "night", "ship", "source")
@@ -208,6 +209,13 @@ class VAISDataset(FormatDataset):
     PAIRED = False
     OPTIONS = "vais"
     DEFAULT_MODALITIES = MODALITIES
+
+    @classmethod
+    def check_options(cls, data: DataConfig) -> None:
+        if data.vais.labels not in LABEL_SETS:
+            raise ConfigError(f"data.vais.labels must be one of {', '.join(LABEL_SETS)}, got {data.vais.labels!r}")
+        if sorted(data.modalities) != sorted(MODALITIES):
+            raise ConfigError(f"data.modalities must be {list(MODALITIES)} (in either order) for VAIS, got {data.modalities}")
 
     @classmethod
     def expected_layout(cls, data: DataConfig) -> str:
