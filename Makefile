@@ -10,14 +10,14 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 # PyTorch's CPU-only builds instead (README, "Set-up").
 TORCH_INDEX ?=
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test lint clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) -c constraints.txt
-	$(PY) -m pip install -e ".[search,onnx,tiff,report,serve,test]" -c constraints.txt
+	$(PY) -m pip install -e ".[search,onnx,tiff,report,serve,test,lint]" -c constraints.txt
 	touch $@
 
 demo: setup
@@ -25,6 +25,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# ruff (lint + format check) and mypy, configured in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

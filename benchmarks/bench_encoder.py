@@ -45,12 +45,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import markdown_table, run_meta, write_json
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from _common import markdown_table, run_meta, write_json
 
 
 def build_models(image_size: int, bits: int, width: float):

@@ -57,10 +57,9 @@ from pathlib import Path
 import numpy as np
 
 from _common import run_meta, write_json  # noqa: E402 (also puts src/ on sys.path)
-
+from fgmd.codes import popcount_rows, word_view  # noqa: E402
 from fgmd.retrieval import Index, resolve_backend  # noqa: E402
 from fgmd.retrieval.backends import faiss_available  # noqa: E402
-from fgmd.codes import popcount_rows, word_view  # noqa: E402
 from fgmd.retrieval.backends.faiss_ivf import default_nlist, recall_at_k  # noqa: E402
 
 _CHUNK = 1_000_000
@@ -69,10 +68,10 @@ _CHUNK = 1_000_000
 def encode_model_codes(checkpoint: Path, out: Path, pool_modality: str | None, pool_splits: list[str]) -> None:
     """Write ``pool`` (database-side codes) and ``queries`` (the query split, other modality) to ``out``."""
     from fgmd.api import load_model
+    from fgmd.codes import pack_codes
     from fgmd.data.datasets import build_dataset
     from fgmd.data.transforms import build_transforms
     from fgmd.evaluation.evaluate import encode_images
-    from fgmd.codes import pack_codes
 
     model, config = load_model(checkpoint)
     data = config.data

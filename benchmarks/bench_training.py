@@ -241,7 +241,6 @@ def main() -> None:
         return
 
     from _common import markdown_table, run_meta, write_json
-
     from fgmd.data.synthetic import generate_demo_dataset
     from fgmd.demo import DEMO_PAIRS_PER_CLASS, demo_config_path
 

@@ -15,6 +15,9 @@ torch.set_num_threads(1)
 from fgmd.config import load_config
 from fgmd.data.synthetic import generate_demo_dataset
 
+# The tiny trained checkpoints of the deployment tests (index, search, export, serve).
+pytest_plugins = ["deploy_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):

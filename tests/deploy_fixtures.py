@@ -1,7 +1,8 @@
 """Fixtures for the deployment tests (index, search, export): a tiny trained checkpoint.
 
-Imported by the test modules (``from deploy_fixtures import ...``) rather than living in
-conftest.py, so they stay next to the tests that use them.
+Registered for every test module by ``pytest_plugins`` in conftest.py (module-scoped: each
+test module that uses one gets its own); the helpers (``run_cli``, ``image_folder``) are
+imported where they are used.
 """
 
 from __future__ import annotations

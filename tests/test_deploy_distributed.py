@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploy_fixtures import tiny_checkpoint  # noqa: F401 (fixture)
 from fgmd.retrieval import Index
 from fgmd.retrieval.encode_archive import build_index
 from test_distributed import torchrun

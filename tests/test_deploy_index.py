@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_fixtures import image_folder, other_checkpoint, run_cli, tiny_checkpoint  # noqa: F401 (fixtures)
+from deploy_fixtures import image_folder, run_cli
 from fgmd.api import load_model
+from fgmd.codes import pack_codes
 from fgmd.data.datasets import build_dataset
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.evaluate import encode_images
-from fgmd.codes import pack_codes
-from fgmd.retrieval import Index, IndexFileError
-from fgmd.retrieval import encode_archive
+from fgmd.retrieval import Index, IndexFileError, encode_archive
 from fgmd.retrieval.encode_archive import ArchiveError, build_index
 from fgmd.retrieval.identity import identity_mismatches, weights_sha256
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_fixtures import run_cli, tiny_checkpoint  # noqa: F401 (fixture)
+from deploy_fixtures import run_cli
 from fgmd.api import load_model
 from fgmd.models.fdfsp import FDFSP
 

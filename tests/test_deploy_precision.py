@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploy_fixtures import run_cli, tiny_checkpoint  # noqa: F401 (fixture)
+from deploy_fixtures import run_cli
 from fgmd.api import evaluate_checkpoint, load_model
 from fgmd.data.datasets import build_dataset
 from fgmd.data.transforms import build_transforms

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import fgmd
-from deploy_fixtures import other_checkpoint, run_cli, tiny_checkpoint  # noqa: F401 (fixtures)
-from fgmd.data.datasets import build_dataset
+from deploy_fixtures import run_cli
 from fgmd.codes import hamming_distances, pack_codes
+from fgmd.data.datasets import build_dataset
 from fgmd.retrieval.encode_archive import build_index
 from fgmd.retrieval.image_search import IndexMismatchError
 

@@ -15,8 +15,8 @@ from fgmd.cli.main import main
 from fgmd.config import ConfigError, load_config
 from fgmd.evaluation.report import generate_report
 from fgmd.experiments import VARIANTS, run_ablation, run_sweep, variant_config
-from fgmd.experiments.sweep import sweep_configs
 from fgmd.experiments.params import parameter_counts
+from fgmd.experiments.sweep import sweep_configs
 
 ONE_EPOCH = {"train.epochs": 1, "train.track_test": "true"}
 

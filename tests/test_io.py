@@ -242,7 +242,7 @@ def test_decode_image_equals_read_image(tmp_path: Path):
     """Bytes decode exactly as the file they came from (PNG 8/16-bit, JPEG, multi-band TIFF)."""
     files = {}
     Image.fromarray(RGB).save(files.setdefault("rgb.png", tmp_path / "rgb.png"))
-    Image.fromarray((GREY.astype(np.uint16) * 257)).save(files.setdefault("grey16.png", tmp_path / "grey16.png"))
+    Image.fromarray(GREY.astype(np.uint16) * 257).save(files.setdefault("grey16.png", tmp_path / "grey16.png"))
     Image.fromarray(RGB).save(files.setdefault("rgb.jpg", tmp_path / "rgb.jpg"), quality=90)
     bands = RNG.integers(0, 65536, (12, 10, 5), dtype=np.uint16)
     tifffile.imwrite(files.setdefault("ms.tif", tmp_path / "ms.tif"), bands)

@@ -79,7 +79,6 @@ def test_reader_order_bands_scaling_invert(tmp_path):
         ("data.modality.ms={scale_low: [0, 0, 0], scale_high: [1, 0, 1]}", "every scale_high must exceed"),
         ("data.format=hdf5", "data.format must be one of folder, mrssid, vais, csv"),
         ("data.format=mrssid", "data.mrssid.prefixes has no prefix for modality 'ms'"),
-        ("data.vais.labels=medium", "data.vais.labels must be 'basic' or 'fine'"),
         ("data.class_names=[a, a]", "duplicates"),
         ("data.csv.path_columns={sar: s}", "data.csv.path_columns.sar"),
     ],

@@ -4,9 +4,9 @@ codes, Python ``sorted`` by (distance, index). Clustered short codes make many t
 import numpy as np
 import pytest
 
+from fgmd.codes import unpack_codes
 from fgmd.retrieval import Hits, radius_search, resolve_backend, search_topk
 from fgmd.retrieval.backends import MultiIndexHashing, NumpyBruteForce, faiss_available
-from fgmd.codes import unpack_codes
 from fgmd.retrieval.backends.mih import ROUTE_PROBE_EVERY
 
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed")

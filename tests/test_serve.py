@@ -18,12 +18,13 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 pytest.importorskip("httpx", reason="the test extra (httpx) is not installed")
 
-import fgmd
-from deploy_fixtures import run_cli, tiny_checkpoint  # noqa: F401 (fixtures)
 from fastapi.testclient import TestClient
+
+import fgmd
+from deploy_fixtures import run_cli
+from fgmd.codes import hamming_distances, unpack_codes
 from fgmd.data.datasets import build_dataset
 from fgmd.evaluation.metrics import retrieval_metrics
-from fgmd.codes import hamming_distances, unpack_codes
 from fgmd.retrieval import Index
 from fgmd.retrieval.encode_archive import build_index
 from fgmd.retrieval.image_search import search_images
@@ -324,6 +325,7 @@ def test_demo_next_hint_commands_index_and_serve(tiny_checkpoint, tmp_path, caps
     import shutil
 
     import uvicorn
+
     from fgmd.cli.commands.demo import serve_hint
 
     out = tmp_path / "demo"

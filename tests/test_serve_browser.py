@@ -22,7 +22,6 @@ uvicorn = pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is no
 sync_api = pytest.importorskip("playwright.sync_api", reason="the test extra (playwright) is not installed")
 
 import fgmd
-from deploy_fixtures import tiny_checkpoint  # noqa: F401 (fixture)
 from fgmd.data.datasets import build_dataset
 from fgmd.retrieval.encode_archive import build_index
 from fgmd.retrieval.image_search import search_images

@@ -8,8 +8,8 @@ from fgmd.api import evaluate_checkpoint, load_model
 from fgmd.config import ConfigError, load_config
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.evaluate import evaluate_model
-from fgmd.runtime.hints import suggested_options
 from fgmd.runtime.checkpoint import CheckpointError, load_checkpoint
+from fgmd.runtime.hints import suggested_options
 from fgmd.training.trainer import Trainer, fit, split_validation
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from fgmd.models import FGMD, load_run
 from fgmd.runtime.distributed import init_distributed
 
 
-def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[FGMD, Config]:
+def load_model(checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[FGMD, Config]:
     """The model stored in ``checkpoint`` (``best.pt`` or ``last.pt``), in eval mode, and its config."""
     model, config, _ = load_run(checkpoint, device=device)
     return model, config

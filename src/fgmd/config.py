@@ -138,7 +138,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """FG-MD encoder architecture (DESIGN.md §2). ``fdfsp``/``adf`` switch the modules off.
+    """FG-MD encoder architecture (docs/DESIGN.md §2). ``fdfsp``/``adf`` switch the modules off.
 
     ``pretrained`` picks the initial trunk weights: ``none`` (random), ``imagenet``
     (torchvision ``MobileNet_V2_Weights.IMAGENET1K_V1``, what ``pretrained=True`` loads in
@@ -164,7 +164,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Objective weights (DESIGN.md §2 "Objective")."""
+    """Objective weights (docs/DESIGN.md §2 "Objective")."""
 
     classification_weight: float = 1.0
     quantization_weight: float = 1.0
@@ -206,7 +206,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Which retrieval metrics are reported (DESIGN.md §4)."""
+    """Which retrieval metrics are reported (docs/DESIGN.md §4)."""
 
     map_at_k: list[int] = field(default_factory=lambda: [100])
     map_at_r: int = 0
@@ -459,7 +459,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 def _coerce(hint: Any, value: Any, name: str) -> Any:
     """Check ``value`` against type ``hint`` (with int→float widening) and convert."""
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, name + ".")
     if origin in (typing.Union, types.UnionType):
         errors = []

@@ -174,7 +174,7 @@ def _read_pillow(path: str | Path, source: Path | BinaryIO) -> np.ndarray:
         raise ImageReadError(path, reason) from exc
 
 
-def _drop_opaque_alpha(path: Path, img: Image.Image, colour_mode: str) -> Image.Image:
+def _drop_opaque_alpha(path: str | Path, img: Image.Image, colour_mode: str) -> Image.Image:
     alpha = np.asarray(img.getchannel("A"))
     full = np.iinfo(alpha.dtype).max if alpha.dtype.kind == "u" else 255
     if alpha.size and alpha.min() < full:
@@ -187,7 +187,7 @@ def _drop_opaque_alpha(path: Path, img: Image.Image, colour_mode: str) -> Image.
     return img.convert(colour_mode)
 
 
-def _pillow_to_array(path: Path, img: Image.Image) -> np.ndarray:
+def _pillow_to_array(path: str | Path, img: Image.Image) -> np.ndarray:
     mode = img.mode
     if mode == "P":
         has_alpha = "transparency" in img.info or (img.palette is not None and img.palette.mode == "RGBA")
@@ -248,7 +248,7 @@ def _read_tiff(path: str | Path, source: Path | BinaryIO) -> np.ndarray:
     return _tiff_to_chw(path, np.asarray(array), axes)
 
 
-def _tiff_to_chw(path: Path, array: np.ndarray, axes: str) -> np.ndarray:
+def _tiff_to_chw(path: str | Path, array: np.ndarray, axes: str) -> np.ndarray:
     if array.ndim > 3:  # drop singleton axes such as a lone sample or page axis
         keep = [i for i, n in enumerate(array.shape) if n != 1]
         if len(keep) < 2:
@@ -273,7 +273,7 @@ def _tiff_to_chw(path: Path, array: np.ndarray, axes: str) -> np.ndarray:
 # --------------------------------------------------------------------------- common
 
 
-def _select_bands(path: Path, array: np.ndarray, bands: Sequence[int]) -> np.ndarray:
+def _select_bands(path: str | Path, array: np.ndarray, bands: Sequence[int]) -> np.ndarray:
     if hasattr(bands, "tolist") and not isinstance(bands, (list, tuple)):  # numpy array / tensor
         bands = bands.tolist()
     if isinstance(bands, (str, bytes)) or not isinstance(bands, Sequence):
@@ -291,7 +291,7 @@ def _select_bands(path: Path, array: np.ndarray, bands: Sequence[int]) -> np.nda
     return array[index]
 
 
-def _to_float(path: Path, array: np.ndarray) -> np.ndarray:
+def _to_float(path: str | Path, array: np.ndarray) -> np.ndarray:
     if array.dtype.byteorder not in ("=", "|"):  # e.g. big-endian 16-bit data
         array = array.astype(array.dtype.newbyteorder("="))
     kind, dtype = array.dtype.kind, array.dtype

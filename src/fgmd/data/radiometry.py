@@ -152,8 +152,8 @@ def percentile_bounds(
         raise ValueError("no images to compute percentile bounds on")
     rng = np.random.default_rng(seed)
     order = sorted(str(p) for p in paths)
-    chosen = rng.choice(len(order), size=min(sample, len(order)), replace=False) if len(order) > sample else range(len(order))
-    chosen = [order[i] for i in sorted(chosen)]
+    picked = rng.choice(len(order), size=sample, replace=False) if len(order) > sample else range(len(order))
+    chosen = [order[int(i)] for i in sorted(picked)]
     per_band: list[list[np.ndarray]] = []
     for path in progress(chosen) if progress else chosen:
         image = reader(path).numpy()
@@ -166,8 +166,8 @@ def percentile_bounds(
         for b, values in enumerate(flat):
             per_band[b].append(values)
     low, high = [], []
-    for band, values in enumerate(per_band):
-        values = np.concatenate(values)
+    for band, parts in enumerate(per_band):
+        values = np.concatenate(parts)
         if not np.isfinite(values).any():
             raise ValueError(f"band {band} has no finite value in the {len(chosen)} sampled image(s)")
         lo, hi = np.nanpercentile(values, list(percentiles))

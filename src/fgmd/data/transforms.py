@@ -1,6 +1,6 @@
 """Per-modality image transforms: square resize, crop, horizontal flip, normalisation.
 
-Training (DESIGN.md §2): resize to ``resize``² → random ``image_size``² crop → random
+Training (docs/DESIGN.md §2): resize to ``resize``² → random ``image_size``² crop → random
 horizontal flip. Evaluation: resize → centre crop. Images are resized to a square (not by
 the shorter side) so an elongated target such as a ship is never cropped away.
 

@@ -1,4 +1,4 @@
-"""Hamming-ranking retrieval metrics for hash codes (DESIGN.md §4).
+"""Hamming-ranking retrieval metrics for hash codes (docs/DESIGN.md §4).
 
 Shapes: ``Q`` queries, ``N`` database items, ``K`` bits, ``L`` classes.
 

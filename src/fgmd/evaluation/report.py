@@ -23,16 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fgmd.codes import hamming_distance, sign_codes
 from fgmd.data.datasets import build_dataset
 from fgmd.data.preprocess import build_preprocessor
-from fgmd.runtime.device import resolve_device
-from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images
-from fgmd.codes import hamming_distance, sign_codes
-from fgmd.evaluation.evaluate import metric_title, metrics_table
-from fgmd.tables import render_table
-from fgmd.evaluation.metrics import pr_curve_by_radius, precision_recall_at_ranks, relevance
 from fgmd.evaluation import plots
+from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images, metric_title, metrics_table
+from fgmd.evaluation.metrics import pr_curve_by_radius, precision_recall_at_ranks, relevance
 from fgmd.models import load_run
+from fgmd.runtime.device import resolve_device
+from fgmd.tables import render_table
 
 REPORT_DIR = "report"
 

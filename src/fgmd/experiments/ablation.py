@@ -57,8 +57,8 @@ def encoder_timings(
     configs: dict[str, Config], repeats: int = 5, batch_sizes: Sequence[int] = TIMING_BATCH_SIZES
 ) -> dict[str, dict[int, float]]:
     """ms per image per branch of every variant, measured side by side (see ``measure_encode_time``)."""
-    from fgmd.runtime.device import resolve_device
     from fgmd.models import measure_encode_time, model_from_config
+    from fgmd.runtime.device import resolve_device
 
     first = next(iter(configs.values()))
     device = resolve_device(first.train.device)

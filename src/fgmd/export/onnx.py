@@ -14,7 +14,7 @@
 
 How it is exported
     FDFSP is switched to its matmul DFT (``FDFSP.use_matmul_dft``, real ``MatMul``/``Mul``/
-    ``Add`` only; ``torch.fft`` does not export reliably, DESIGN.md §5) for the export and
+    ``Add`` only; ``torch.fft`` does not export reliably, docs/DESIGN.md §5) for the export and
     switched back afterwards. The TorchScript-based exporter is used (``dynamo=False``,
     passed explicitly): it exports FDFSP and ADF in about a second and the result runs in
     onnxruntime. The dynamo exporter also produces a working graph but takes ~30x longer,
@@ -40,6 +40,7 @@ from torch import nn
 
 from fgmd.config import Config
 from fgmd.data.preprocess import Preprocessor
+from fgmd.models.encoder import ModalityEncoder
 from fgmd.models.fdfsp import FDFSP
 from fgmd.retrieval.identity import weights_sha256
 
@@ -69,7 +70,7 @@ SIDECAR_VERSION = 2
 class CodesOnly(nn.Module):
     """``image [B, C, S, S] -> codes [B, K]``: an encoder without its level maps."""
 
-    def __init__(self, encoder: nn.Module):
+    def __init__(self, encoder: ModalityEncoder):
         super().__init__()
         self.encoder = encoder
 
@@ -92,7 +93,7 @@ def matmul_dft(module: nn.Module) -> Iterator[None]:
 
 
 def export_encoder(
-    encoder: nn.Module, path: str | os.PathLike, image_size: int, opset: int = DEFAULT_OPSET, example_batch: int = 2
+    encoder: ModalityEncoder, path: str | os.PathLike, image_size: int, opset: int = DEFAULT_OPSET, example_batch: int = 2
 ) -> Path:
     """Export one ``ModalityEncoder`` (codes only) to ``path`` (see the module docs)."""
     if example_batch < 2:
@@ -130,7 +131,7 @@ def export_encoder(
 def sidecar(
     config: Config,
     modality: str,
-    encoder: nn.Module,
+    encoder: ModalityEncoder,
     image_size: int,
     resize: int,
     opset: int,
@@ -211,7 +212,7 @@ def export_checkpoint(
     for modality in modalities or model.modalities:
         if modality not in model.modalities:
             raise ValueError(f"the model has modalities {list(model.modalities)}, not {modality!r}")
-        encoder = model.encoders[modality]
+        encoder = model.encoder(modality)
         onnx_path = out / f"{modality}.onnx"
         details = None
         with tempfile.TemporaryDirectory(dir=out) as work:

@@ -36,12 +36,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from fgmd.api import load_model
+from fgmd.codes import pack_codes
 from fgmd.data.preprocess import Preprocessor
 from fgmd.evaluation.metrics import retrieval_metrics
 from fgmd.retrieval.encode_archive import ArchiveSource, SourceImages, collate_images, folder_source, split_source
-from fgmd.codes import pack_codes
-from fgmd.tables import render_table
 from fgmd.retrieval.search import search_topk
+from fgmd.tables import render_table
 
 from .onnx import INPUT_NAME, write_json_atomic
 
@@ -204,7 +204,7 @@ def check_onnx(
             report.data = f"splits {data.query_split!r} (queries) and {data.database_split!r} (database) of {data.root}"
         pt_all, onnx_all = [], []
         for name, source in sets.items():
-            pair = _encode_both(model.encoders[modality], session, preprocess, source, batch_size, num_workers)
+            pair = _encode_both(model.encoder(modality), session, preprocess, source, batch_size, num_workers)
             codes[(modality, name)] = pair
             labels[(modality, name)] = source.labels
             pt_all.append(pair[0])
@@ -221,7 +221,7 @@ def check_onnx(
             int(flips.any(axis=1).sum()),
             meta.get("precision", "fp32"),
         )
-    if folder is not None:
+    if folder is not None and folder_modality is not None:
         pt, ox = codes[(folder_modality, "folder")]
         report.topk_overlap[f"{folder_modality}->{folder_modality}"] = _topk_overlap(pt, pt, ox, ox, k)
     elif len(exported) == 2:

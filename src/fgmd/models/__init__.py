@@ -1,10 +1,10 @@
-"""The FG-MD network (DESIGN.md §2): knows nothing of losses, data or files."""
+"""The FG-MD network (docs/DESIGN.md §2): knows nothing of losses, data or files."""
 
 from .adf import ADF, GatedPool
 from .complexity import count_macs, count_parameters, measure_encode_time, model_summary
 from .encoder import EncoderOutput, ModalityEncoder
-from .fdfsp import FDFSP
 from .factory import load_run, model_from_config
+from .fdfsp import FDFSP
 from .fgmd import FGMD, build_model
 from .head import HashHead
 from .pretrained import PretrainedWeightsError, load_pretrained_trunk

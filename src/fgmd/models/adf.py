@@ -1,4 +1,4 @@
-"""ADF (Adaptive Dynamic Filter) with its semantic gate, and gated pooling (DESIGN.md §2).
+"""ADF (Adaptive Dynamic Filter) with its semantic gate, and gated pooling (docs/DESIGN.md §2).
 
 ADF on a map ``U [B, C, H, W]``:
 
@@ -22,6 +22,8 @@ pooling, and the module is exactly the identity on the pooled descriptor at init
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +55,7 @@ class ADF(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.gate = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.zeros_(self.gate.weight)
-        nn.init.zeros_(self.gate.bias)
+        nn.init.zeros_(cast(Tensor, self.gate.bias))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x [B, C, H, W]`` -> ``(features [B, C, H, W], gate [B, 1, H, W] in (0, 1))``."""
@@ -65,12 +67,13 @@ class ADF(nn.Module):
             self.channel_kernel(context).reshape(-1, channels, _TAPS), dim=2
         ).reshape(-1, channels, _TAPS, 1, 1)  # [B, C, 9, 1, 1]
         padded = F.pad(x, (1, 1, 1, 1))
-        filtered = None
+        filtered: Tensor | None = None
         for tap in range(_TAPS):
             dy, dx = divmod(tap, 3)
             shifted = padded[:, :, dy : dy + height, dx : dx + width]
             term = shifted * spatial[:, tap : tap + 1] * per_channel[:, :, tap]
             filtered = term if filtered is None else filtered + term
+        assert filtered is not None  # _TAPS > 0
         features = x + self.gamma * filtered
         gate = torch.sigmoid(self.gate(features))
         return features, gate

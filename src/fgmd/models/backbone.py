@@ -17,6 +17,8 @@ Every level starts with a stride-2 layer.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torchvision.models import mobilenet_v2
@@ -110,7 +112,8 @@ def adapt_stem(features: nn.Sequential, in_channels: int, mode: str) -> int:
     """
     if mode not in STEM_MODES:
         raise ValueError(f"stem mode must be one of {STEM_MODES}, got {mode!r}")
-    conv: nn.Conv2d = features[0][0]
+    stem = cast(nn.Sequential, features[0])
+    conv = cast(nn.Conv2d, stem[0])
     if conv.in_channels != 3:
         raise ValueError(f"the stem conv was already adapted to {conv.in_channels} bands")
     if in_channels == 3:
@@ -125,14 +128,14 @@ def adapt_stem(features: nn.Sequential, in_channels: int, mode: str) -> int:
     adapted = nn.Conv2d(
         in_channels,
         conv.out_channels,
-        kernel_size=conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
+        kernel_size=cast(tuple[int, int], conv.kernel_size),
+        stride=cast(tuple[int, int], conv.stride),
+        padding=cast(tuple[int, int], conv.padding),
         bias=conv.bias is not None,
     ).to(device=conv.weight.device, dtype=conv.weight.dtype)
     with torch.no_grad():
         adapted.weight.copy_(adapt_stem_weight(conv.weight, in_channels))
-        if conv.bias is not None:
+        if conv.bias is not None and adapted.bias is not None:
             adapted.bias.copy_(conv.bias)
-    features[0][0] = adapted
+    stem[0] = adapted
     return in_channels

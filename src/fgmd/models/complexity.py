@@ -88,7 +88,7 @@ def model_summary(model: FGMD, image_size: int = 224) -> dict[str, Any]:
     branches = {}
     try:
         for name in model.modalities:
-            encoder = model.encoders[name]
+            encoder = model.encoder(name)
             device = next(encoder.parameters()).device
             image = torch.zeros(1, encoder.in_channels, image_size, image_size, device=device)
             parts = {
@@ -133,7 +133,7 @@ def measure_encode_time(
     samples: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batch_sizes} for n in names}
     states = {n: m.training for n, m in models.items()}
     inputs = {
-        (n, modality, b): torch.randn(b, models[n].encoders[modality].in_channels, image_size, image_size, device=device)
+        (n, modality, b): torch.randn(b, models[n].encoder(modality).in_channels, image_size, image_size, device=device)
         for n in names
         for modality in models[n].modalities
         for b in batch_sizes

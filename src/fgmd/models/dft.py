@@ -1,6 +1,6 @@
 """Real-matrix 2-D DFT: ``rfft2``/``irfft2`` with ``norm="ortho"`` written as matmuls.
 
-``torch.fft`` operators do not export reliably to ONNX (DESIGN.md §5), so FDFSP can switch
+``torch.fft`` operators do not export reliably to ONNX (docs/docs/DESIGN.md §5), so FDFSP can switch
 to this path, which uses only ``MatMul``/``Mul``/``Add``/``Sub`` on real tensors. The complex
 spectrum is carried as two real tensors ``(re, im)``.
 
@@ -71,7 +71,8 @@ def dft_matrices(
         multiplicity[-1] = 1.0
     icw = multiplicity * cw.T
     isw = multiplicity * sw.T
-    return tuple(m.to(device=device, dtype=dtype) for m in (ch, sh, cw, sw, icw, isw))
+    ch, sh, cw, sw, icw, isw = (m.to(device=device, dtype=dtype) for m in (ch, sh, cw, sw, icw, isw))
+    return ch, sh, cw, sw, icw, isw
 
 
 def static_size(size) -> tuple[int, int]:

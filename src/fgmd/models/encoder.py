@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from torch import Tensor, nn
 
@@ -88,7 +88,7 @@ class ModalityEncoder(nn.Module):
     def forward(self, x: Tensor) -> EncoderOutput:
         """``[B, in_channels, H, W]`` -> :class:`EncoderOutput` (codes and L0..L4 maps)."""
         codes, features = self._run(x, keep_features=True)
-        return EncoderOutput(codes, features)
+        return EncoderOutput(codes, cast(tuple[Tensor, Tensor, Tensor, Tensor, Tensor], features))
 
     def encode(self, x: Tensor) -> Tensor:
         """``[B, in_channels, H, W]`` -> codes ``[B, K]``; no level maps are kept."""

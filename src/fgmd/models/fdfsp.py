@@ -1,4 +1,4 @@
-"""FDFSP: Frequency-Domain Full-Spectrum Perceiver (DESIGN.md §2).
+"""FDFSP: Frequency-Domain Full-Spectrum Perceiver (docs/DESIGN.md §2).
 
 Placed after a stride-2 trunk stage. With ``X̂ = rfft2(x, norm="ortho")`` it computes
 
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -150,8 +151,9 @@ class FDFSP(nn.Module):
         # same weights (channel c*4 + 2i + j of the unshuffled map is pixel (i, j) of channel c);
         # the conv form skips materialising the unshuffled map.
         self.recover = nn.Conv2d(in_channels, channels, kernel_size=2, stride=2, bias=False)
-        nn.init.zeros_(self.gain_mlp[-1].weight)
-        nn.init.zeros_(self.gain_mlp[-1].bias)
+        last = cast(nn.Linear, self.gain_mlp[-1])
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         nn.init.zeros_(self.recover.weight)
 
     def forward(self, x: Tensor, stage_input: Tensor) -> Tensor:

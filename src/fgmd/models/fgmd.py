@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -34,25 +35,26 @@ class FGMD(nn.Module):
     @property
     def level_channels(self) -> tuple[int, ...]:
         """Channels of the level maps L0..L4 (the same in both branches)."""
-        return self.encoders[self.modalities[0]].level_channels
+        return self.encoder(self.modalities[0]).level_channels
 
     @property
     def bits(self) -> int:
         """``K``, the code length."""
-        return self.encoders[self.modalities[0]].bits
+        return self.encoder(self.modalities[0]).bits
 
     def encode(self, x: Tensor, modality: str) -> Tensor:
         """Images ``[B, C_modality, H, W]`` of ``modality`` -> codes ``[B, K]``."""
-        return self._encoder(modality).encode(x)
+        return self.encoder(modality).encode(x)
 
     def forward(self, images: dict[str, Tensor]) -> dict[str, EncoderOutput]:
         """``{modality: [B, C_modality, H, W]}`` -> ``{modality: EncoderOutput}`` for the given keys."""
-        return {name: self._encoder(name)(x) for name, x in images.items()}
+        return {name: self.encoder(name)(x) for name, x in images.items()}
 
-    def _encoder(self, modality: str) -> ModalityEncoder:
+    def encoder(self, modality: str) -> ModalityEncoder:
+        """The branch of ``modality`` (``self.encoders[modality]``, typed)."""
         if modality not in self.encoders:
             raise KeyError(f"unknown modality {modality!r}; the model has {list(self.modalities)}")
-        return self.encoders[modality]
+        return cast(ModalityEncoder, self.encoders[modality])
 
 
 def build_model(config: ModelConfig, in_channels: dict[str, int], load_pretrained: bool = True) -> FGMD:

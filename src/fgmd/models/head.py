@@ -1,4 +1,4 @@
-"""Hash head: pooled descriptor -> K relaxed hash bits in (-1, 1) (DESIGN.md §2)."""
+"""Hash head: pooled descriptor -> K relaxed hash bits in (-1, 1) (docs/DESIGN.md §2)."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ import os
 import re
 import urllib.error
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -196,7 +197,7 @@ def load_pretrained_trunk(trunk: nn.Module, source: str, path: str = "", width_m
             f"pretrained MobileNetV2 weights exist only for model.width_mult=1.0, got {width_mult}; "
             "use model.pretrained=none for other widths"
         )
-    stem = trunk.features[0][0]
+    stem = cast(nn.Conv2d, cast(nn.Sequential, cast(nn.Sequential, trunk.features)[0])[0])
     if stem.in_channels != 3:
         raise ValueError("load pretrained weights before adapting the stem (the trunk must still take 3 bands)")
     where = path or f"torchvision {TORCHVISION_WEIGHTS.get(source, source)}"

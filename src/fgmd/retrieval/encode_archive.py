@@ -53,6 +53,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from fgmd.codes import as_packed
 from fgmd.config import Config
 from fgmd.data.io import SUPPORTED_EXTENSIONS, ImageReadError
 from fgmd.data.preprocess import Preprocessor, build_preprocessor
@@ -63,7 +64,6 @@ from fgmd.runtime.hints import suggest
 
 from .identity import encoder_identity, identity_mismatches
 from .index_file import Index, IndexFileError
-from fgmd.codes import as_packed
 
 __all__ = [
     "ArchiveError",
@@ -294,7 +294,7 @@ def load_encoder(
     model, config, _ = load_run(checkpoint, overrides)
     if modality not in config.data.modalities:
         raise ArchiveError(f"{checkpoint}: the model has modalities {list(config.data.modalities)}, not {modality!r}")
-    encoder = model.encoders[modality]
+    encoder = model.encoder(modality)
     identity = encoder_identity(encoder, config, modality)
     return encoder.to(device), config, identity
 
@@ -439,7 +439,11 @@ def build_index(
     encoder, config, identity = load_encoder(checkpoint, modality, torch_device, overrides)
     preprocess = build_preprocessor(config.data, modality)
 
-    source = split_source(config, split, modality) if split is not None else folder_source(folder, recursive)
+    if split is not None:
+        source = split_source(config, split, modality)
+    else:
+        assert folder is not None  # checked above: a split or a folder
+        source = folder_source(folder, recursive)
     existing: Index | None = None
     already = 0
     if append and out.exists():
@@ -523,6 +527,8 @@ def _merge(
             raise ArchiveError(f"{path} does not hold exactly items {start}..{stop - 1} in order (gap or duplicate)")
         codes.append(chunk.codes)
         ids += expected
+        if chunk.root is None or chunk.paths is None:
+            raise ArchiveError(f"{path} records no image paths (written by another fgmd?): delete {parts} to start over")
         paths += [os.path.join(chunk.root, *p.split("/")) for p in chunk.paths]
         if chunk.labels is not None:
             labels.append(chunk.labels)

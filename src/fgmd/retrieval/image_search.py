@@ -28,6 +28,7 @@ from fgmd.models import FGMD, load_run
 from .encode_archive import ArchiveError, ArchiveSource, encode_source, split_source
 from .identity import encoder_identity, identity_mismatches
 from .index_file import Index
+from .ranking import Hits
 
 __all__ = ["IndexMismatchError", "QueryResult", "check_compatible", "search_images"]
 
@@ -68,7 +69,7 @@ def check_compatible(index: Index, model: FGMD, config: Config, query_modality: 
         )
     if index.modality not in modalities:
         raise IndexMismatchError(f"the index holds {index.modality!r} codes but the model has modalities {modalities}")
-    expected = encoder_identity(model.encoders[index.modality], config, index.modality)
+    expected = encoder_identity(model.encoder(index.modality), config, index.modality)
     problems = identity_mismatches(index.encoder, expected)
     if problems:
         raise IndexMismatchError(
@@ -122,9 +123,7 @@ def search_images(
         raise ArchiveError("give the modality of the query images")
     if (images is None) == (split is None):
         raise ArchiveError("give query images or a split, not both")
-    if radius is not None:
-        k = None
-    if k is None and radius is None:
+    if radius is None and k is None:
         raise ArchiveError("give k or a radius")
     if not isinstance(index, Index):
         index = Index.load(index)
@@ -133,11 +132,12 @@ def search_images(
     if split is not None:
         source = split_source(config, split, modality)
     else:
+        assert images is not None  # checked above: images or a split
         names = [os.fspath(p) for p in images]
         source = ArchiveSource(names, names, None, ".", "query images")
     if len(source) == 0:
         return []
-    encoder = model.encoders[modality].to(device)
+    encoder = model.encoder(modality).to(device)
     preprocess = build_preprocessor(config.data, modality)
     codes, kept, _ = encode_source(
         encoder,
@@ -154,8 +154,9 @@ def search_images(
     if radius is not None:
         answers = index.radius_search(codes, radius, backend, recall_target=recall_target)
     else:
+        assert k is not None  # checked above: k or a radius
         top = index.search(codes, k, backend, recall_target=recall_target)
-        answers = list(zip(top.distances, top.indices))
+        answers = [Hits(d, i) for d, i in zip(top.distances, top.indices)]
     for position, (distances, hits) in zip(kept, answers):
         results.append(
             QueryResult(

@@ -39,6 +39,7 @@ fsyncs it and ``os.replace``-s it over the target, so readers never see a partia
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import hashlib
@@ -53,8 +54,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .ids import IdList
 from fgmd.codes import as_packed
+
+from .ids import IdList
 from .ranking import Hits, TopK
 from .search import Backend, build_backend, check_k, check_radius, empty_radius, empty_topk, resolve_backend
 
@@ -151,7 +153,7 @@ class Index:
         self._paths: IdList | None = None
         self._root = None if root is None else os.path.abspath(os.fspath(root))
         self._class_names = None if class_names is None else [str(name) for name in class_names]
-        self._backends: dict[tuple[str, int | None], Backend] = {}
+        self._backends: dict[tuple[str, object], Backend] = {}  # (backend, its options) -> built backend
         if codes is not None or ids is not None:
             if codes is None or ids is None:
                 raise ValueError("codes and ids must be given together")
@@ -178,7 +180,7 @@ class Index:
     @property
     def encoder(self) -> dict[str, Any]:
         """A copy of the encoder identity."""
-        return copy.deepcopy(self._encoder)
+        return copy.deepcopy(dict(self._encoder))
 
     @property
     def codes(self) -> np.ndarray:
@@ -266,8 +268,7 @@ class Index:
         names = new_ids.tolist()
         unique = set(names)
         if len(unique) != len(names):
-            seen: set[str] = set()
-            repeated = sorted({name for name in names if name in seen or seen.add(name)})
+            repeated = sorted(name for name, count in collections.Counter(names).items() if count > 1)
             raise ValueError(f"duplicate ids among the new items: {repeated[:5]}")
         clash = unique.intersection(self._ids.tolist())
         if clash:
@@ -375,7 +376,7 @@ class Index:
             payload.append(bytes(padding))
             offset += padding
             layout[name] = {"offset": offset, "length": int(data.nbytes)}
-            payload.append(memoryview(np.ascontiguousarray(data)).cast("B"))
+            payload.append(memoryview(np.ascontiguousarray(data).data).cast("B"))
             offset += data.nbytes
         digest = hashlib.sha256()
         for piece in payload:

@@ -25,8 +25,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .backends import FaissFlat, FaissIVF, MultiIndexHashing, NumpyBruteForce, faiss_available
 from fgmd.codes import check_packed
+
+from .backends import FaissFlat, FaissIVF, MultiIndexHashing, NumpyBruteForce, faiss_available
 from .ranking import Hits, TopK
 
 BACKENDS = ("auto", "numpy", "faiss", "mih")
@@ -82,8 +83,9 @@ def build_backend(
     """
     name = resolve_backend(backend, len(db_packed), bits)
     if name == "ivf":
-        options = {} if recall_target is None else {"recall_target": recall_target}
-        return FaissIVF(db_packed, bits, nprobe=nprobe, **options)
+        if recall_target is None:
+            return FaissIVF(db_packed, bits, nprobe=nprobe)
+        return FaissIVF(db_packed, bits, nprobe=nprobe, recall_target=recall_target)
     if name == "mih":
         return MultiIndexHashing(db_packed, bits, mih_substrings)
     if name == "faiss":

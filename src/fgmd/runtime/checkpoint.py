@@ -25,7 +25,7 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or not an fgmd checkpoint."""
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
     """Write ``payload`` (tagged with format and version) to ``path`` atomically.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed
@@ -47,7 +47,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read an fgmd checkpoint with ``torch.load(weights_only=True)`` and check its tag."""
     path = Path(path)
     if not path.is_file():

@@ -30,13 +30,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fgmd.codes import hamming_distances, pack_codes, unpack_codes
 from fgmd.config import Config
+from fgmd.data.datasets import ModalityImages
 from fgmd.data.io import ImageReadError
 from fgmd.data.radiometry import build_readers
 from fgmd.data.transforms import build_transforms
 from fgmd.evaluation.metrics import average_precision_per_query
 from fgmd.models import load_run
-from fgmd.codes import hamming_distances, pack_codes, unpack_codes
 from fgmd.retrieval import Index
 from fgmd.retrieval.image_search import check_compatible
 
@@ -82,7 +83,7 @@ class QuerySplit:
     ids: list[str]
     paths: list[str]
     labels: np.ndarray
-    images: object
+    images: ModalityImages
     positions: dict[str, int]
 
 
@@ -216,7 +217,7 @@ class SearchService:
     def encode(self, batch: torch.Tensor, modality: str) -> np.ndarray:
         """Packed codes ``[B, K/8]`` uint8 of preprocessed images ``[B, C, S, S]``."""
         with self._model_lock:
-            codes = self.model.encoders[modality].encode(batch.to(self.device)).float().cpu()
+            codes = self.model.encoder(modality).encode(batch.to(self.device)).float().cpu()
         return pack_codes(codes)
 
     # --------------------------------------------------------------------- search

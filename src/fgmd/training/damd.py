@@ -1,4 +1,4 @@
-"""DAMD: Dual-Attention Mutual Distillation (DESIGN.md §2), used in training only.
+"""DAMD: Dual-Attention Mutual Distillation (docs/DESIGN.md §2), used in training only.
 
 Each branch is distilled towards the other one's (detached) feature maps, symmetrically:
 

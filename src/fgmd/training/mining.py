@@ -1,4 +1,4 @@
-"""Per-epoch hard triplet mining from the cached binary codes (DESIGN.md §2).
+"""Per-epoch hard triplet mining from the cached binary codes (docs/DESIGN.md §2).
 
 For every anchor of one modality, the candidates are items of the *other* modality:
 negatives are the ``k`` nearest (Hamming) items sharing no label with the anchor,

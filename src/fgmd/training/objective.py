@@ -1,4 +1,4 @@
-"""The FG-MD training objective (DESIGN.md §2 "Objective").
+"""The FG-MD training objective (docs/DESIGN.md §2 "Objective").
 
 ``L = CE(P h_A, y) + CE(P h_B, y) + q(h_A) + q(h_B) + triplet(A→B) + triplet(B→A) + λ·DAMD``
 
@@ -11,6 +11,10 @@ which show the same scene in both modalities.
 """
 
 from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -79,8 +83,8 @@ class FGMDObjective(nn.Module):
         mod_a, mod_b = codes
         batch = codes[mod_a].shape[0] // 3
         raw: dict[str, torch.Tensor] = {}
-        raw["classification"] = sum(classification_loss(self.projection(codes[m]), labels[m]) for m in codes)
-        raw["quantization"] = sum(quantization_loss(codes[m]) for m in codes)
+        raw["classification"] = _add(classification_loss(self.projection(codes[m]), labels[m]) for m in codes)
+        raw["quantization"] = _add(quantization_loss(codes[m]) for m in codes)
         a, b = codes[mod_a], codes[mod_b]
         raw["triplet"] = triplet_loss(a[:batch], b[batch : 2 * batch], b[2 * batch :], self.config.margin) + triplet_loss(
             b[:batch], a[batch : 2 * batch], a[2 * batch :], self.config.margin
@@ -91,8 +95,13 @@ class FGMDObjective(nn.Module):
                 raise ValueError("DAMD is on but no anchor features were given")
             raw["damd"], extra = self.damd(anchor_features[mod_a], anchor_features[mod_b])
         weights = self.weights()
-        total = sum(weights[name] * value for name, value in raw.items())
+        total = _add(weights[name] * value for name, value in raw.items())
         terms = {name: value.detach() for name, value in {**raw, **extra}.items()}
         terms.update({f"{name}_weighted": weights[name] * value.detach() for name, value in raw.items()})
         terms["total"] = total.detach()
         return total, terms
+
+
+def _add(values: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``v1 + v2 + ...`` in order (what ``sum`` computes, without its ``0 +``), typed as a tensor."""
+    return functools.reduce(operator.add, values)

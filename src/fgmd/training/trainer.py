@@ -34,22 +34,28 @@ from tqdm.auto import tqdm
 
 from fgmd.config import Config, ConfigError
 from fgmd.data.datasets import build_dataset
+from fgmd.data.issues import IssueLog
 from fgmd.data.preprocess import build_preprocessor
 from fgmd.data.transforms import build_transforms
-from fgmd.data.issues import IssueLog
 from fgmd.data.validation import check_minable, prepare_training_data
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
-from fgmd.training.batches import (
-    ResizedImages, TripletBatch, TripletBatches, centre_crops, crop_flip, epoch_order, normalisers,
-)
-from fgmd.training.batchnorm import recalibrate_batchnorm
-from fgmd.runtime.hints import suggest
 from fgmd.runtime.checkpoint import load_checkpoint, save_checkpoint
 from fgmd.runtime.distributed import barrier, init_distributed, merge_bank_updates
-from fgmd.training.resume import RESUMABLE_CHANGES, inexact_resume_changes, resume_conflicts
+from fgmd.runtime.hints import suggest
+from fgmd.training.batches import (
+    ResizedImages,
+    TripletBatch,
+    TripletBatches,
+    centre_crops,
+    crop_flip,
+    epoch_order,
+    normalisers,
+)
+from fgmd.training.batchnorm import recalibrate_batchnorm
 from fgmd.training.mining import mine_triplets, mining_digest
 from fgmd.training.objective import FGMDObjective
+from fgmd.training.resume import RESUMABLE_CHANGES, inexact_resume_changes, resume_conflicts
 
 logger = logging.getLogger("fgmd.training")
 
@@ -148,7 +154,7 @@ class TrainingStep(nn.Module):
         self, images: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], batch_size: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Loss, its (detached) terms, and the anchors' codes ``[B, K]`` per modality (role-major inputs ``[3B, ...]``)."""
-        outputs = {m: self.model.encoders[m](x) for m, x in images.items()}
+        outputs = {m: self.model.encoder(m)(x) for m, x in images.items()}
         codes = {m: out.codes.float() for m, out in outputs.items()}
         features = None
         if self.objective.damd is not None:
@@ -220,7 +226,7 @@ class Trainer:
         )
         n, bits = len(self.train_set), config.model.bits
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, -1))
-        # Epoch 0 mines on random codes (DESIGN.md §2); afterwards on the codes cached in training.
+        # Epoch 0 mines on random codes (docs/DESIGN.md §2); afterwards on the codes cached in training.
         self.bank = {m: torch.randint(0, 2, (n, bits), generator=generator).to(torch.int8) * 2 - 1 for m in self.modalities}
         self.start_epoch = 0
         self.best_score = float("-inf")
@@ -473,6 +479,8 @@ class Trainer:
 
     def validate(self) -> dict:
         """Cross-modal metrics on the validation pairs (each modality queries the other)."""
+        if self.val_set is None:
+            raise ValueError("this run has no validation split (data.val_fraction = 0)")
         sets = {m: self.val_set.images(m, build_preprocessor(self.config.data, m)) for m in self.modalities}
         return evaluate_model(
             self.model, sets, sets, self.config.eval, self.device, self.config.data.num_workers, context=self.context
@@ -487,11 +495,11 @@ class Trainer:
         if getattr(self, "_test_sets", None) is None:
             data = self.config.data
             inputs = {m: build_preprocessor(data, m) for m in self.modalities}
-            query = build_dataset(data, data.query_split)
-            database = query if data.database_split == data.query_split else build_dataset(data, data.database_split)
+            query_split = build_dataset(data, data.query_split)
+            db_split = query_split if data.database_split == data.query_split else build_dataset(data, data.database_split)
             self._test_sets = (
-                {m: query.images(m, inputs[m]) for m in self.modalities},
-                {m: database.images(m, inputs[m]) for m in self.modalities},
+                {m: query_split.images(m, inputs[m]) for m in self.modalities},
+                {m: db_split.images(m, inputs[m]) for m in self.modalities},
             )
         queries, database = self._test_sets
         return evaluate_model(

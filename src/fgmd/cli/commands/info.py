@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         f"""
 Compared with the paper's claim
   The FG-MD README claims "only ~22M parameters" and gives no breakdown.
-  This implementation (DESIGN.md §2: two MobileNetV2 branches at width 1.0, FDFSP, ADF, hash head
+  This implementation (docs/DESIGN.md §2: two MobileNetV2 branches at width 1.0, FDFSP, ADF, hash head
   1280→{config.model.head_hidden}→{config.model.head_hidden}→{config.model.bits}) has {_m(c["ours"])} parameters at inference, both branches
   together; training adds {c["train_only"]:,} more (class projection for {args.classes} classes + DAMD attention),
   {_m(c["ours"] + c["train_only"])} in all. That is {_m(gap)} fewer (22M is {c["paper"] / c["ours"]:.1f}x ours), and we do not pad

@@ -8,7 +8,9 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
+from fgmd.retrieval.backends import FaissIVF
 from fgmd.retrieval.search import BACKENDS
 
 NAME = "search"
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         **({"radius": args.radius} if args.radius is not None else {"k": args.k}),
     }
     if args.approximate and len(index):
-        engine = index.backend(backend, recall_target=recall_target)
+        engine = cast(FaissIVF, index.backend(backend, recall_target=recall_target))
         meta["approximate"] = {
             "backend": "faiss IndexBinaryIVF",
             "nlist": engine.nlist,

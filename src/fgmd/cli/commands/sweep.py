@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         bits = [int(v) for v in values] if values else list(DEFAULT_BITS)
     except ValueError:
-        raise ConfigError(f"--bits takes integers, got {' '.join(values)}") from None
+        raise ConfigError(f"--bits takes integers, got {' '.join(values or [])}") from None
 
     def done(k, summary) -> None:
         print(f"bits {k}: mean mAP {summary.selected['mean']['map_tie']:.4f} tie-aware, {summary.selected['mean']['map']:.4f} ties by index (selected on validation) in {summary.run_dir}", flush=True)

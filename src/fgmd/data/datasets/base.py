@@ -17,8 +17,8 @@ from torch.utils.data import Dataset
 from fgmd.config import DataConfig
 from fgmd.data.io import read_image
 from fgmd.data.issues import DataFormatError, IssueLog
-from fgmd.data.records import Record, multi_hot
 from fgmd.data.preprocess import Preprocessor
+from fgmd.data.records import Record, multi_hot
 from fgmd.data.transforms import ModalityTransform
 
 

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fgmd.config import DataConfig
-from fgmd.data.io import SUPPORTED_EXTENSIONS
 from fgmd.data.datasets.base import (
     ClassTable,
     DatasetNotFoundError,
@@ -28,6 +27,7 @@ from fgmd.data.datasets.base import (
     check_root,
     parse_listed_row,
 )
+from fgmd.data.io import SUPPORTED_EXTENSIONS
 from fgmd.data.issues import IssueLog
 from fgmd.data.records import Record
 
@@ -89,7 +89,7 @@ def read_folder_records(
         for row in reader:
             line = reader.line_num
             where = f"{csv_path}:{line}"
-            parsed = parse_listed_row(row, reader.fieldnames, where, line, seen, table, issues)
+            parsed = parse_listed_row(row, reader.fieldnames or [], where, line, seen, table, issues)
             if parsed is None:
                 continue
             sample_id, labels, split = parsed

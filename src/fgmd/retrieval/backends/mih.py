@@ -52,6 +52,7 @@ import math
 import numpy as np
 
 from fgmd.codes import popcount_rows, word_view
+
 from ..ranking import Hits, TopK, select_radius, select_topk, stack_topk
 from .numpy_brute import NumpyBruteForce
 
@@ -168,11 +169,10 @@ class _SubstringTable:
         first_of_bucket = np.flatnonzero(np.diff(sorted_keys)) + 1
         self.bucket_keys = sorted_keys[np.concatenate(([0], first_of_bucket))]
         self.bucket_bounds = np.concatenate(([0], first_of_bucket, [n_items])).astype(index_dtype)
+        self.offsets: np.ndarray | None = None  # direct table: bucket range of every possible key
         if (1 << length) <= max(_DIRECT_TABLE_MIN, 8 * n_items):
             self.offsets = np.zeros((1 << length) + 1, dtype=index_dtype)
             np.cumsum(np.bincount(keys.astype(np.int64), minlength=1 << length), out=self.offsets[1:])
-        else:
-            self.offsets = None
 
     @property
     def nbytes(self) -> int:
@@ -314,6 +314,7 @@ class MultiIndexHashing:
         """
         m, bits, n_items = len(self.tables), self.bits, len(self)
         target = None if radius is None else min(radius, bits)
+        last_step = bits if target is None else target  # radius search: stop after this step
         found_distances, found_positions = [], []
         histogram = np.zeros(bits + 1, dtype=np.int64)
         found = 0
@@ -335,14 +336,14 @@ class MultiIndexHashing:
             spent += STEP_COST + self._plans[step][1] + total * CANDIDATE_COST
             if self.fallback and total * CANDIDATE_COST > n_items:
                 return None
-            if total:
+            if total and rows is not None:
                 distances, positions = self._first_found_items(step, rows, query_words)
                 found_distances.append(distances)
                 found_positions.append(positions)
                 histogram += np.bincount(distances, minlength=bits + 1)
                 found += len(distances)
             # After step i = m*s + j every item within distance i is found.
-            if (histogram[: step + 1].sum() >= k) if k is not None else step >= target:
+            if (histogram[: step + 1].sum() >= k) if k is not None else step >= last_step:
                 break
         return (
             np.concatenate(found_distances or [np.empty(0, np.int32)]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fgmd.codes import word_view
+
 from ..ranking import Hits, TopK, select_radius, select_topk, stack_topk
 
 # Database rows XOR-ed per block: keeps the temporaries in cache (2 MiB of uint64 words).
