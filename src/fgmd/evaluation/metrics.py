@@ -31,6 +31,7 @@ databases. Everything runs on the device of the codes.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -119,26 +120,14 @@ def _blocks(
         yield hamming_pm1(qb[start:stop], db), relevance(ql[start:stop], dl)
 
 
-def _ranked_hits(
-    query_codes: torch.Tensor,
-    db_codes: torch.Tensor,
-    query_labels: torch.Tensor,
-    db_labels: torch.Tensor,
-    chunk_size: int | None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The one ranked-relevance computation behind every rank-based metric.
-
-    Yields, per query block, ``(relevant, hits)``:
-        relevant: ``[q, N]`` bool, whether the item at rank ``j`` (0-based) is relevant.
-        hits: ``[q, N]`` int32, number of relevant items in the top ``j + 1``;
-            ``hits[:, -1]`` is the number of relevant items in the whole database.
-    """
-    for distances, relevant in _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size):
-        yield _ranked(distances, relevant)
-
-
 def _ranked(distances: torch.Tensor, relevant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(relevant, hits)`` in ranked order (see ``_ranked_hits``) of one query block."""
+    """The one ranked-relevance computation behind every index-broken metric, for one block of
+    ``_blocks``: ``(relevant, hits)``.
+
+    relevant: ``[q, N]`` bool, whether the item at rank ``j`` (0-based) is relevant.
+    hits: ``[q, N]`` int32, number of relevant items in the top ``j + 1``; ``hits[:, -1]`` is the
+    number of relevant items in the whole database.
+    """
     ranked = relevant.gather(1, _rank(distances))
     return ranked, torch.cumsum(ranked, dim=1, dtype=torch.int32)
 
@@ -403,7 +392,7 @@ def precision_recall_at_ranks(
     precision_sum = torch.zeros(len(ranks), dtype=torch.float64)
     recall_sum = torch.zeros(len(ranks), dtype=torch.float64)
     num_queries = 0
-    for _, hits in _ranked_hits(query_codes, db_codes, query_labels, db_labels, chunk_size):
+    for _, hits in itertools.starmap(_ranked, _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size)):
         num_queries += hits.shape[0]
         precision, recall = _precision_recall(hits, ranks)
         precision_sum += precision.sum(0).cpu()
@@ -481,7 +470,7 @@ def average_precision_per_query(
         for distances, relevant in _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size):
             per_query.append(_tie_aware(distances, relevant, bins, [], [])["map_tie"].cpu())
         return torch.cat(per_query)
-    for relevant, hits in _ranked_hits(query_codes, db_codes, query_labels, db_labels, chunk_size):
+    for relevant, hits in itertools.starmap(_ranked, _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size)):
         positions = torch.arange(1, num_db + 1, dtype=torch.float64, device=hits.device)
         per_query.append(_safe_ratio(((hits * relevant) / positions).sum(1), hits[:, -1]).cpu())
     return torch.cat(per_query) if per_query else torch.empty(0, dtype=torch.float64)

@@ -7,7 +7,7 @@ same code whatever the format.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -131,11 +131,13 @@ class CrossModalDataset(Dataset):
 class FormatDataset(CrossModalDataset):
     """Base of the on-disk formats: how a layout is found, parsed and built from a config.
 
-    A format sets ``NAME``, ``PAIRED`` (every record must have both modalities),
-    ``OPTIONS`` (the name of its ``DataConfig`` section, if any) and implements
-    :meth:`expected_layout` and :meth:`scan`. ``scan`` parses the splits it is asked for and
-    reports each problem to an :class:`IssueLog` (strict: the first error raises
-    :class:`DataFormatError`, naming ``file:line``).
+    A format declares itself in its class statement, ``class X(FormatDataset, name=...,
+    paired=..., options=..., layout=...)``: ``NAME``, ``PAIRED`` (every record must have both
+    modalities), ``OPTIONS`` (the name of its ``DataConfig`` section, if any) and the function
+    describing its expected layout (``expected_layout``). It implements :meth:`scan_root` (or
+    :meth:`scan`), which parses the splits it is asked for and reports each problem to an
+    :class:`IssueLog` (strict: the first error raises :class:`DataFormatError`, naming
+    ``file:line``), and :meth:`check_options` when its config section can be wrong.
 
     ``Format(root, split, modalities, options=..., class_names=..., transforms=..., reader=...,
     cache_images=...)`` is one split; :meth:`from_config` builds it from ``data.*``.
@@ -145,6 +147,23 @@ class FormatDataset(CrossModalDataset):
     PAIRED: ClassVar[bool] = True
     OPTIONS: ClassVar[str] = ""
     DEFAULT_MODALITIES: ClassVar[tuple[str, str]] = ("ms", "pan")
+    LAYOUT: ClassVar[Callable[[DataConfig], str] | None] = None
+
+    def __init_subclass__(
+        cls,
+        *,
+        name: str = "",
+        paired: bool = True,
+        options: str = "",
+        layout: Callable[[DataConfig], str] | None = None,
+        modalities: tuple[str, str] | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.NAME, cls.PAIRED, cls.OPTIONS = name, paired, options
+        cls.LAYOUT = staticmethod(layout) if layout is not None else None
+        if modalities is not None:
+            cls.DEFAULT_MODALITIES = modalities
 
     def __init__(
         self,
@@ -189,7 +208,10 @@ class FormatDataset(CrossModalDataset):
 
     @classmethod
     def expected_layout(cls, data: DataConfig) -> str:
-        raise NotImplementedError
+        """What this format expects on disk (shown when the data is not found)."""
+        if cls.LAYOUT is None:
+            raise NotImplementedError(f"format {cls.NAME!r} declares no layout")
+        return cls.LAYOUT(data)
 
     @classmethod
     def scan(
@@ -200,6 +222,14 @@ class FormatDataset(CrossModalDataset):
         Raises :class:`DatasetNotFoundError` (with the expected layout) when the root or an
         index file is missing; other problems go to ``issues``.
         """
+        layout = cls.expected_layout(data)
+        return cls.scan_root(check_root(data.root, layout), layout, data, issues, splits)
+
+    @classmethod
+    def scan_root(
+        cls, root: Path, layout: str, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None
+    ) -> tuple[list[Record], list[str]]:
+        """:meth:`scan` once ``data.root`` is known to be a folder (``layout`` for error messages)."""
         raise NotImplementedError
 
     @classmethod
@@ -232,6 +262,49 @@ def parse_label_list(text: str | None, where: str, issues: IssueLog) -> list[int
         issues.error(where, f"label {text!r} repeats a class")
         return None
     return labels
+
+
+def numbered_fields(path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """``(line number, "path:line", whitespace-separated fields)`` of every non-blank line of a text
+    list file (a trailing newline or blank line is not a record)."""
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            fields = line.split()
+            if fields:
+                yield line_no, f"{path}:{line_no}", fields
+
+
+class ListedRecords:
+    """The records of one ``csv.DictReader``-listed file (folder and csv formats) as it is read.
+
+    ``parse`` checks the shared columns of a row (:func:`parse_listed_row`), ``add`` keeps a
+    record, ``finish`` returns ``(records, class_names)`` (an empty file is an error).
+    """
+
+    def __init__(self, path: Path, class_names: Sequence[str], issues: IssueLog):
+        self.path, self.issues = path, issues
+        self.table = ClassTable(class_names)
+        self.records: list[Record] = []
+        self.labels_seen: set[int] = set()
+        self.seen: dict[str, int] = {}
+
+    def parse(
+        self, row: dict[str | None, str | None], fieldnames: Sequence[str], line: int
+    ) -> tuple[str, str, list[int], str] | None:
+        """``(where, id, labels, split)`` of a row, or ``None`` when it has an error (reported)."""
+        where = f"{self.path}:{line}"
+        parsed = parse_listed_row(row, fieldnames, where, line, self.seen, self.table, self.issues)
+        return None if parsed is None else (where, *parsed)
+
+    def add(self, row: dict, sample_id: str, labels: list[int], paths: dict[str, Path], split: str, where: str) -> None:
+        self.labels_seen.update(labels)
+        group = (row.get("group") or "").strip()
+        self.records.append(Record(sample_id, tuple(labels), paths, split, where, group))
+
+    def finish(self) -> tuple[list[Record], list[str]]:
+        if not self.records and not self.issues.errors:
+            self.issues.error(str(self.path), "no rows")
+        return self.records, self.table.class_names(self.labels_seen, str(self.path), self.issues)
 
 
 def parse_listed_row(

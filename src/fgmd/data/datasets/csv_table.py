@@ -27,9 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fgmd.config import ConfigError, DataConfig
-from fgmd.data.datasets.base import ClassTable, DatasetNotFoundError, FormatDataset, check_root, parse_listed_row
+from fgmd.data.datasets.base import DatasetNotFoundError, FormatDataset, ListedRecords
 from fgmd.data.issues import IssueLog
-from fgmd.data.records import Record
 
 
 def path_column(data: DataConfig, modality: str) -> str:
@@ -44,12 +43,8 @@ def expected_layout(data: DataConfig) -> str:
     )
 
 
-class CSVDataset(FormatDataset):
+class CSVDataset(FormatDataset, name="csv", paired=False, options="csv", layout=expected_layout):
     """One split of a CSV-listed dataset (see the module docs)."""
-
-    NAME = "csv"
-    PAIRED = False
-    OPTIONS = "csv"
 
     @classmethod
     def check_options(cls, data: DataConfig) -> None:
@@ -58,22 +53,13 @@ class CSVDataset(FormatDataset):
                 raise ConfigError(f"data.csv.path_columns.{name}: not one of data.modalities {data.modalities}")
 
     @classmethod
-    def expected_layout(cls, data: DataConfig) -> str:
-        return expected_layout(data)
-
-    @classmethod
-    def scan(cls, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None = None):
-        layout = expected_layout(data)
-        root = check_root(data.root, layout)
+    def scan_root(cls, root: Path, layout: str, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None):
         csv_path = root / data.csv.file
         if not csv_path.is_file():
             raise DatasetNotFoundError(f"{csv_path} not found", layout)
         base = csv_path.parent
         columns = {m: path_column(data, m) for m in data.modalities}
-        records: list[Record] = []
-        table = ClassTable(data.class_names)
-        labels_seen: set[int] = set()
-        seen: dict[str, int] = {}
+        listed = ListedRecords(csv_path, data.class_names, issues)
         with csv_path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             header = reader.fieldnames or []
@@ -82,12 +68,10 @@ class CSVDataset(FormatDataset):
                 issues.error(f"{csv_path}:1", f"missing column(s) {missing}; header is {header}")
                 return [], list(data.class_names)
             for row in reader:
-                line = reader.line_num
-                where = f"{csv_path}:{line}"
-                parsed = parse_listed_row(row, header, where, line, seen, table, issues)
+                parsed = listed.parse(row, header, reader.line_num)
                 if parsed is None:
                     continue
-                sample_id, labels, split = parsed
+                where, sample_id, labels, split = parsed
                 paths, ok = {}, True
                 for modality, column in columns.items():
                     text = row[column].strip()
@@ -104,9 +88,5 @@ class CSVDataset(FormatDataset):
                 if not paths:
                     issues.error(where, f"id {sample_id!r} has no image: every path column is empty")
                     continue
-                labels_seen.update(labels)
-                group = (row.get("group") or "").strip()
-                records.append(Record(sample_id, tuple(labels), paths, split, where, group))
-        if not records and not issues.errors:
-            issues.error(str(csv_path), "no rows")
-        return records, table.class_names(labels_seen, str(csv_path), issues)
+                listed.add(row, sample_id, labels, paths, split, where)
+        return listed.finish()

@@ -20,13 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fgmd.config import DataConfig
-from fgmd.data.datasets.base import (
-    ClassTable,
-    DatasetNotFoundError,
-    FormatDataset,
-    check_root,
-    parse_listed_row,
-)
+from fgmd.data.datasets.base import DatasetNotFoundError, FormatDataset, ListedRecords, check_root
 from fgmd.data.io import SUPPORTED_EXTENSIONS
 from fgmd.data.issues import IssueLog
 from fgmd.data.records import Record
@@ -76,10 +70,7 @@ def read_folder_records(
             raise DatasetNotFoundError(f"image folder {folder} not found", expected_layout(modalities))
         image_index[modality] = _index_images(folder, issues)
 
-    records: list[Record] = []
-    table = ClassTable(class_names)
-    labels_seen: set[int] = set()
-    seen: dict[str, int] = {}
+    listed = ListedRecords(csv_path, class_names, issues)
     with csv_path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
@@ -87,12 +78,10 @@ def read_folder_records(
             issues.error(f"{csv_path}:1", f"missing column(s) {missing}; header is {reader.fieldnames}")
             return [], list(class_names)
         for row in reader:
-            line = reader.line_num
-            where = f"{csv_path}:{line}"
-            parsed = parse_listed_row(row, reader.fieldnames or [], where, line, seen, table, issues)
+            parsed = listed.parse(row, reader.fieldnames or [], reader.line_num)
             if parsed is None:
                 continue
-            sample_id, labels, split = parsed
+            where, sample_id, labels, split = parsed
             paths = {}
             for modality in modalities:
                 path = image_index[modality].get(sample_id)
@@ -102,23 +91,12 @@ def read_folder_records(
                 paths[modality] = path
             if not paths:  # (a record missing one image is kept for the counts; its error stops training)
                 continue
-            labels_seen.update(labels)
-            group = (row.get("group") or "").strip()
-            records.append(Record(sample_id, tuple(labels), paths, split, where, group))
-    if not records and not issues.errors:
-        issues.error(str(csv_path), "no rows")
-    return records, table.class_names(labels_seen, str(csv_path), issues)
+            listed.add(row, sample_id, labels, paths, split, where)
+    return listed.finish()
 
 
-class PairedFolderDataset(FormatDataset):
+class PairedFolderDataset(FormatDataset, name="folder", paired=True, layout=lambda data: expected_layout(data.modalities)):
     """One split of a folder-layout dataset (see module docstring)."""
-
-    NAME = "folder"
-    PAIRED = True
-
-    @classmethod
-    def expected_layout(cls, data: DataConfig) -> str:
-        return expected_layout(data.modalities)
 
     @classmethod
     def scan(cls, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None = None):

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fgmd.config import ConfigError, DataConfig
-from fgmd.data.datasets.base import DatasetNotFoundError, FormatDataset, check_root
+from fgmd.data.datasets.base import DatasetNotFoundError, FormatDataset, numbered_fields
 from fgmd.data.issues import IssueLog
 from fgmd.data.records import Record
 
@@ -52,12 +52,8 @@ def _parse_digits(fields: list[str]) -> list[int] | None:
     return [int(d) for d in digits]
 
 
-class MRSSIDDataset(FormatDataset):
+class MRSSIDDataset(FormatDataset, name="mrssid", paired=True, options="mrssid", layout=expected_layout):
     """One split of MRSSID (FSISR layout; see the module docs)."""
-
-    NAME = "mrssid"
-    PAIRED = True
-    OPTIONS = "mrssid"
 
     @classmethod
     def check_options(cls, data: DataConfig) -> None:
@@ -69,14 +65,8 @@ class MRSSIDDataset(FormatDataset):
             raise ConfigError(f"data.mrssid.prefixes: the two modalities share the prefix {prefixes[data.modalities[0]]!r}")
 
     @classmethod
-    def expected_layout(cls, data: DataConfig) -> str:
-        return expected_layout(data)
-
-    @classmethod
-    def scan(cls, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None = None):
+    def scan_root(cls, root: Path, layout: str, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None):
         opts = data.mrssid
-        layout = expected_layout(data)
-        root = check_root(data.root, layout)
         image_dir = root / opts.image_dir
         if not image_dir.is_dir():
             raise DatasetNotFoundError(f"image folder {image_dir} not found", layout)
@@ -96,41 +86,36 @@ class MRSSIDDataset(FormatDataset):
         records: list[Record] = []
         for split, path in files.items():
             seen: dict[str, int] = {}
-            with path.open(encoding="utf-8") as handle:
-                for line_no, line in enumerate(handle, start=1):
-                    where = f"{path}:{line_no}"
-                    fields = line.split()
-                    if not fields:
-                        continue  # blank lines (a trailing newline) are not records
-                    sample_id = fields[0]
-                    digits = _parse_digits(fields[1:])
-                    if digits is None:
-                        issues.error(where, f"expected '<id> <0/1 digit per class>', got {line.strip()!r}")
+            for line_no, where, fields in numbered_fields(path):
+                sample_id = fields[0]
+                digits = _parse_digits(fields[1:])
+                if digits is None:
+                    issues.error(where, f"expected '<id> <0/1 digit per class>', got {' '.join(fields)!r}")
+                    continue
+                if num_classes is None:
+                    num_classes, width_source = len(digits), f"{path.name}:{line_no}"
+                if len(digits) != num_classes:
+                    issues.error(where, f"{len(digits)} label digits but {num_classes} classes (as in {width_source})")
+                    continue
+                labels = tuple(i for i, d in enumerate(digits) if d)
+                if not labels:
+                    issues.error(where, f"id {sample_id!r} has no class (all label digits are 0)")
+                    continue
+                if sample_id in seen:
+                    issues.error(where, f"duplicate id {sample_id!r} (first on line {seen[sample_id]})")
+                    continue
+                seen[sample_id] = line_no
+                paths = {}
+                for modality in data.modalities:
+                    name = f"{opts.prefixes[modality]}{sample_id}{opts.suffix}"
+                    if name not in on_disk:
+                        issues.error(where, f"no {modality} image {image_dir / name}")
                         continue
-                    if num_classes is None:
-                        num_classes, width_source = len(digits), f"{path.name}:{line_no}"
-                    if len(digits) != num_classes:
-                        issues.error(where, f"{len(digits)} label digits but {num_classes} classes (as in {width_source})")
-                        continue
-                    labels = tuple(i for i, d in enumerate(digits) if d)
-                    if not labels:
-                        issues.error(where, f"id {sample_id!r} has no class (all label digits are 0)")
-                        continue
-                    if sample_id in seen:
-                        issues.error(where, f"duplicate id {sample_id!r} (first on line {seen[sample_id]})")
-                        continue
-                    seen[sample_id] = line_no
-                    paths = {}
-                    for modality in data.modalities:
-                        name = f"{opts.prefixes[modality]}{sample_id}{opts.suffix}"
-                        if name not in on_disk:
-                            issues.error(where, f"no {modality} image {image_dir / name}")
-                            continue
-                        paths[modality] = image_dir / name
-                    if not paths:  # (a pair missing one image is kept for the counts; its error stops training)
-                        continue
-                    group = sample_id.split("_", 1)[0] if opts.group_by_prefix and "_" in sample_id else ""
-                    records.append(Record(sample_id, labels, paths, split, where, group))
+                    paths[modality] = image_dir / name
+                if not paths:  # (a pair missing one image is kept for the counts; its error stops training)
+                    continue
+                group = sample_id.split("_", 1)[0] if opts.group_by_prefix and "_" in sample_id else ""
+                records.append(Record(sample_id, labels, paths, split, where, group))
         class_names = list(data.class_names) or [f"class_{i}" for i in range(num_classes or 0)]
         return records, class_names
 

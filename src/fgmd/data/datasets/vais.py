@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fgmd.config import ConfigError, DataConfig
-from fgmd.data.datasets.base import DatasetNotFoundError, FormatDataset, check_root
+from fgmd.data.datasets.base import DatasetNotFoundError, FormatDataset, numbered_fields
 from fgmd.data.issues import DataCheckError, IssueLog
 from fgmd.data.records import Record
 
@@ -82,46 +82,41 @@ def read_annotations(root: str | Path, issues: IssueLog, filename: str = "annota
         raise DatasetNotFoundError(f"{path} not found", layout)
     objects: list[VAISObject] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            where = f"{path}:{line_no}"
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != len(ANNOTATION_FIELDS):
-                issues.error(where, f"expected {len(ANNOTATION_FIELDS)} space-separated fields "
-                             f"({' '.join(ANNOTATION_FIELDS)}), got {len(fields)}")
-                continue
-            visible, ir, fine, basic, ship, is_train, is_night = fields
-            ok = True
-            for name, value in (("is_train", is_train), ("is_night", is_night)):
-                if value not in ("0", "1"):
-                    issues.error(where, f"{name} must be 0 or 1, got {value!r}")
-                    ok = False
-            if basic not in BASIC_CLASSES:
-                issues.error(where, f"unknown basic_label {basic!r} (expected one of {', '.join(BASIC_CLASSES)})")
+    for line_no, where, fields in numbered_fields(path):
+        if len(fields) != len(ANNOTATION_FIELDS):
+            issues.error(where, f"expected {len(ANNOTATION_FIELDS)} space-separated fields "
+                         f"({' '.join(ANNOTATION_FIELDS)}), got {len(fields)}")
+            continue
+        visible, ir, fine, basic, ship, is_train, is_night = fields
+        ok = True
+        for name, value in (("is_train", is_train), ("is_night", is_night)):
+            if value not in ("0", "1"):
+                issues.error(where, f"{name} must be 0 or 1, got {value!r}")
                 ok = False
-            paths = {}
-            for modality, rel in zip(MODALITIES, (visible, ir)):
-                if rel == "null":
-                    continue
-                image = root / rel
-                if not image.is_file():
-                    issues.error(where, f"{modality} image {image} not found")
-                    ok = False
-                paths[modality] = image
-            if not (visible != "null" or ir != "null"):
-                issues.error(where, "both visible_path and ir_path are null")
+        if basic not in BASIC_CLASSES:
+            issues.error(where, f"unknown basic_label {basic!r} (expected one of {', '.join(BASIC_CLASSES)})")
+            ok = False
+        paths = {}
+        for modality, rel in zip(MODALITIES, (visible, ir)):
+            if rel == "null":
+                continue
+            image = root / rel
+            if not image.is_file():
+                issues.error(where, f"{modality} image {image} not found")
                 ok = False
-            if not ok:
-                continue
-            primary = visible if visible != "null" else ir
-            object_id = Path(primary).with_suffix("").as_posix()
-            if object_id in seen:
-                issues.error(where, f"image {primary} already listed on line {seen[object_id]}")
-                continue
-            seen[object_id] = line_no
-            objects.append(VAISObject(object_id, paths, fine, basic, ship, is_train == "1", is_night == "1", where))
+            paths[modality] = image
+        if not (visible != "null" or ir != "null"):
+            issues.error(where, "both visible_path and ir_path are null")
+            ok = False
+        if not ok:
+            continue
+        primary = visible if visible != "null" else ir
+        object_id = Path(primary).with_suffix("").as_posix()
+        if object_id in seen:
+            issues.error(where, f"image {primary} already listed on line {seen[object_id]}")
+            continue
+        seen[object_id] = line_no
+        objects.append(VAISObject(object_id, paths, fine, basic, ship, is_train == "1", is_night == "1", where))
     if not objects and not issues.errors:
         issues.error(str(path), "no objects")
     return objects
@@ -202,13 +197,8 @@ def expected_layout(data: DataConfig | None = None) -> str:
     )
 
 
-class VAISDataset(FormatDataset):
+class VAISDataset(FormatDataset, name="vais", paired=False, options="vais", layout=expected_layout, modalities=MODALITIES):
     """One split (``train``, ``query``, ``database``) of the prepared VAIS lists."""
-
-    NAME = "vais"
-    PAIRED = False
-    OPTIONS = "vais"
-    DEFAULT_MODALITIES = MODALITIES
 
     @classmethod
     def check_options(cls, data: DataConfig) -> None:
@@ -218,13 +208,7 @@ class VAISDataset(FormatDataset):
             raise ConfigError(f"data.modalities must be {list(MODALITIES)} (in either order) for VAIS, got {data.modalities}")
 
     @classmethod
-    def expected_layout(cls, data: DataConfig) -> str:
-        return expected_layout(data)
-
-    @classmethod
-    def scan(cls, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None = None):
-        layout = expected_layout(data)
-        root = check_root(data.root, layout)
+    def scan_root(cls, root: Path, layout: str, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None):
         if data.vais.labels == "fine":
             names_file = root / FINE_CLASSES_FILE
             if not names_file.is_file():
