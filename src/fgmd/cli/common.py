@@ -27,3 +27,27 @@ def split_trailing_overrides(values: list[str] | None, overrides: list[str]) -> 
     kept = [v for v in values if "=" not in v]
     moved = [v for v in values if "=" in v]
     return kept, moved + list(overrides)
+
+
+def add_experiment_options(parser: argparse.ArgumentParser) -> None:
+    """The options every multi-run experiment (sweep, ablate) shares, after its own."""
+    parser.add_argument("--no-report", action="store_true", help="skip the visual report of each run")
+    add_quiet(parser)
+    add_overrides(parser)
+
+
+def print_run(label: str, summary) -> None:
+    """One finished run of an experiment: its validation-selected mean mAP, both tie treatments."""
+    mean = summary.selected["mean"]
+    print(
+        f"{label}: mean mAP {mean['map_tie']:.4f} tie-aware, {mean['map']:.4f} ties by index "
+        f"(selected on validation) in {summary.run_dir}",
+        flush=True,
+    )
+
+
+def print_tables(result) -> None:
+    """An experiment's markdown table and where it and the CSV were written."""
+    print()
+    print(result.markdown.read_text())
+    print(f"wrote {result.markdown} and {result.csv}")

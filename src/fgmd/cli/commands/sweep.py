@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fgmd.cli.common import EPILOG, add_overrides, add_quiet, split_trailing_overrides
+from fgmd.cli.common import EPILOG, add_experiment_options, print_run, print_tables, split_trailing_overrides
 
 NAME = "sweep"
 HELP = "train + evaluate one run per bit length (out_dir/bits_<K>) and write sweep.md / sweep.csv"
@@ -14,9 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--config", help="YAML config file (defaults apply to missing keys)")
     parser.add_argument("--bits", nargs="+", default=None, metavar="K", help="code lengths (default 16 24 32 48 64)")
-    parser.add_argument("--no-report", action="store_true", help="skip the visual report of each run")
-    add_quiet(parser)
-    add_overrides(parser)
+    add_experiment_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,11 +28,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--bits takes integers, got {' '.join(values or [])}") from None
 
-    def done(k, summary) -> None:
-        print(f"bits {k}: mean mAP {summary.selected['mean']['map_tie']:.4f} tie-aware, {summary.selected['mean']['map']:.4f} ties by index (selected on validation) in {summary.run_dir}", flush=True)
-
-    result = run_sweep(config, bits, progress=not args.quiet, report=not args.no_report, on_run=done)
-    print()
-    print(result.markdown.read_text())
-    print(f"wrote {result.markdown} and {result.csv}")
+    result = run_sweep(
+        config, bits, progress=not args.quiet, report=not args.no_report,
+        on_run=lambda k, summary: print_run(f"bits {k}", summary),
+    )
+    print_tables(result)
     return 0
