@@ -6,6 +6,8 @@ medians):
 * ``old-fgmd`` — FG-MD as trained by the code of ``--old`` (a git ref, checked out as a
   detached ``git worktree`` in a temporary folder, or ``--old-src`` pointing at its ``src/``).
 * ``fgmd`` — FG-MD as trained by this checkout.
+* ``fgmd-contiguous`` — this checkout with ``train.channels_last=false`` (the old code's memory
+  layout), to separate the data-path gain from the layout gain.
 * ``plain`` — this checkout with ``model.fdfsp=false model.adf=false loss.damd=false``: two
   bare MobileNetV2 trunks of the same width with the same hash/classifier heads, trained on the
   same data with the same objective minus the distillation term (the ablation's baseline).
@@ -18,8 +20,12 @@ positive, negative in each modality) are over the timed epochs' wall time.
 
 ``--profile-steps N`` (this checkout only) then splits N further steps with
 :class:`fgmd.training.trainer.StepClock` into data (building the augmented batch), forward,
-backward and optimiser, beside the measured mining time per epoch; ``--torch-profile`` also
-prints torch.profiler's top operators of those steps.
+backward and optimiser, beside the measured mining time per epoch. The clock waits for the
+device at every phase boundary, so on a GPU the phases are serialised (their sum exceeds the
+pipelined step time). ``--torch-profile`` then runs the same number of steps again under
+torch.profiler (a separate pass, so the profiler's overhead is not in the phase times) and
+prints its top operators. Peak RSS and the build time (data checks, decoding, model) are
+reported per variant.
 
 ``--trunk-check`` also times a bare torchvision MobileNetV2 trunk (``model.width_mult``, 3-band
 ``data.image_size``² inputs) forward + backward on ``3 × batch_size`` images, contiguous and
@@ -41,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,7 +56,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PLAIN = ["model.fdfsp=false", "model.adf=false", "loss.damd=false"]
+# Overrides of the variants that run this checkout with a different configuration.
+VARIANT_OVERRIDES = {
+    "fgmd-contiguous": ["train.channels_last=false"],
+    "plain": ["model.fdfsp=false", "model.adf=false", "loss.damd=false"],
+}
 
 
 def worker(spec: dict) -> dict:
@@ -91,6 +102,7 @@ def worker(spec: dict) -> dict:
         "gpu_utilisation": sampler.mean(),
         "fgmd_module": __import__("fgmd").__file__,
         "epochs": epochs,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if spec["trunk_check"]:
         result["trunk_fwd_bwd_s"] = trunk_check(config)
@@ -130,22 +142,28 @@ def profile_steps(trainer, count: int, epoch: int, torch_profile: bool) -> dict:
 
     positives, negatives = trainer.mine(epoch)
     clock = StepClock(trainer.device)
+    run_steps(trainer, positives, negatives, epoch, count, clock)
+    phases = {phase: seconds / count for phase, seconds in clock.totals.items()}
+    if torch_profile:
+        with torch.profiler.profile() as profiler:
+            run_steps(trainer, positives, negatives, epoch, count, None)
+        phases["torch_profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    return phases
+
+
+def run_steps(trainer, positives, negatives, epoch: int, count: int, clock) -> None:
+    """``count`` optimisation steps on the batches of ``epoch`` (and the next ones if needed)."""
+    from fgmd.training.trainer import StepClock
+
+    clock_or_dummy = clock or StepClock(trainer.device)
     done = 0
-    profiler = torch.profiler.profile() if torch_profile else None
-    if profiler is not None:
-        profiler.__enter__()
     while done < count:
-        for batch in _timed_batches(trainer.batches(epoch, positives, negatives), clock):
+        for batch in _timed_batches(trainer.batches(epoch, positives, negatives), clock_or_dummy):
             trainer.train_step(batch, clock)
             done += 1
             if done == count:
                 break
         epoch += 1
-    phases = {phase: seconds / count for phase, seconds in clock.totals.items()}
-    if profiler is not None:
-        profiler.__exit__(None, None, None)
-        phases["torch_profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
-    return phases
 
 
 def _timed_batches(batches, clock):
@@ -224,7 +242,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--old", default="2ed294b", help="git ref of the old code (default: before the batched data path)")
     parser.add_argument("--old-src", type=Path, help="src/ folder of the old code instead of --old")
-    parser.add_argument("--variants", default="old-fgmd,fgmd,plain")
+    parser.add_argument("--variants", default="old-fgmd,fgmd,fgmd-contiguous,plain")
     parser.add_argument("--data", type=Path, help="folder-layout dataset (default: the generated demo data)")
     parser.add_argument("--config", help="run config (default: the demo config)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per process; the first is a warm-up")
@@ -251,7 +269,7 @@ def main() -> None:
         if data is None:
             data = generate_demo_dataset(tmp / "demo_data", n_per_class=DEMO_PAIRS_PER_CLASS, seed=0)
         config = args.config or str(demo_config_path())
-        sources = {"fgmd": HERE.parent / "src", "plain": HERE.parent / "src"}
+        sources = {name: HERE.parent / "src" for name in ("fgmd", "fgmd-contiguous", "plain")}
         if "old-fgmd" in variants:
             sources["old-fgmd"] = args.old_src or old_checkout(args.old, tmp / "old")
         runs: dict[str, list[dict]] = {v: [] for v in variants}
@@ -259,8 +277,7 @@ def main() -> None:
             for repeat in range(args.repeats):
                 for name in variants:
                     overrides = [f"data.root={data}", f"out_dir={tmp / 'runs' / name / str(repeat)}", *args.overrides]
-                    if name == "plain":
-                        overrides += PLAIN
+                    overrides += VARIANT_OVERRIDES.get(name, [])
                     result = run_variant(name, sources[name], args, config, overrides)
                     runs[name].append(result)
                     print(f"{name} #{repeat}: {result['epoch_s']:.2f} s/epoch, {result['steps_per_s']:.3f} steps/s",
@@ -279,18 +296,21 @@ def main() -> None:
     rows, results = [], []
     for name in variants:
         sps = median(name, "steps_per_s")
+        spread = [r["steps_per_s"] for r in runs[name]]
         mining = median(name, "mining_s")
         gpu = median(name, "gpu_utilisation")
         rows.append([
-            name, runs[name][0]["steps_per_epoch"], f"{median(name, 'epoch_s'):.2f}", f"{sps:.3f}",
-            f"{median(name, 'images_per_s'):.0f}", f"{mining:.3f}" if mining is not None else "–",
+            name, runs[name][0]["steps_per_epoch"], f"{median(name, 'epoch_s'):.2f}",
+            f"{sps:.3f} ({min(spread):.3f}–{max(spread):.3f})", f"{median(name, 'images_per_s'):.0f}",
+            f"{mining:.3f}" if mining is not None else "–",
             f"{sps / base:.2f}×" if base else "–", f"{fgmd / sps:.2f}×" if fgmd else "–",
+            f"{median(name, 'build_s'):.1f}", f"{median(name, 'peak_rss_mib'):.0f}",
             f"{gpu:.0f}%" if gpu is not None else "–",
         ])
         results.append({"variant": name, "runs": runs[name]})
     table = markdown_table(
-        ["variant", "steps/epoch", "epoch s", "steps/s", "images/s", "mining s/epoch", "vs old-fgmd", "fgmd vs this",
-         "GPU util."], rows)
+        ["variant", "steps/epoch", "epoch s", "steps/s (min–max)", "images/s", "mining s/epoch", "vs old-fgmd",
+         "fgmd vs this", "build s", "peak RSS MiB", "GPU util."], rows)
     phase_rows = []
     for name in variants:
         profiles = [r["profile"] for r in runs[name] if "profile" in r]
@@ -299,7 +319,7 @@ def main() -> None:
             means = {p: statistics.median(pr[p] for pr in profiles) * 1000 for p in phases}
             phase_rows.append([name, *(f"{means[p]:.1f}" for p in phases), f"{sum(means.values()):.1f}"])
     if phase_rows:
-        table += "\nms per step:\n\n" + markdown_table(["variant", "data", "forward", "backward", "optimiser", "sum"],
+        table += "\nms per step (phases timed with a device sync at each boundary):\n\n" + markdown_table(["variant", "data", "forward", "backward", "optimiser", "sum"],
                                                        phase_rows)
     trunks = [r["trunk_fwd_bwd_s"] for r in runs.get("plain", []) if "trunk_fwd_bwd_s" in r]
     if trunks:

@@ -26,6 +26,11 @@ def test_crop_flip_equals_slicing_and_flipping_each_image():
     for i in range(7):
         expected = reference_crop_flip(images[i], int(crops.top[i]), int(crops.left[i]), bool(crops.flip[i]), 6)
         assert torch.equal(batched[i], expected), i
+    rows = torch.tensor([6, 0, 0, 3, 1, 2, 5])  # gathering rows straight from a store
+    picked = crop_flip(images, crops, 6, rows)
+    for i, row in enumerate(rows.tolist()):
+        expected = reference_crop_flip(images[row], int(crops.top[i]), int(crops.left[i]), bool(crops.flip[i]), 6)
+        assert torch.equal(picked[i], expected), i
 
 
 def test_draw_crops_covers_the_slack_and_respects_hflip_off():
@@ -36,13 +41,15 @@ def test_draw_crops_covers_the_slack_and_respects_hflip_off():
     assert not draw_crops(50, 4, hflip=False, generator=generator).flip.any()
 
 
-def test_epoch_order_shards_a_seeded_permutation_like_a_distributed_sampler():
-    whole = epoch_order(10, seed=5)
-    assert sorted(whole.tolist()) == list(range(10))
-    assert torch.equal(whole, epoch_order(10, seed=5)) and not torch.equal(whole, epoch_order(10, seed=6))
-    shards = [epoch_order(10, seed=5, rank=r, world_size=3) for r in range(3)]
-    assert [len(s) for s in shards] == [4, 4, 4]  # padded by wrapping to 12
-    assert set(torch.cat(shards).tolist()) == set(range(10))
+@pytest.mark.parametrize("count, world_size", [(10, 1), (10, 3), (12, 4), (1, 3), (2, 7)])
+def test_epoch_order_equals_distributed_sampler(count, world_size):
+    from torch.utils.data.distributed import DistributedSampler
+
+    for rank in range(world_size):
+        sampler = DistributedSampler(range(count), num_replicas=world_size, rank=rank, shuffle=True, seed=5)
+        assert epoch_order(count, seed=5, rank=rank, world_size=world_size).tolist() == list(sampler)
+    assert sorted(epoch_order(count, seed=5).tolist()) == list(range(count))
+    assert not torch.equal(epoch_order(50, seed=5), epoch_order(50, seed=6))
 
 
 @pytest.fixture
@@ -75,7 +82,7 @@ def test_triplet_batches_equal_the_per_image_training_transform(trainer):
             for j, row in enumerate(rows.tolist()):
                 params = CropParams(int(crops.top[j]), int(crops.left[j]), bool(crops.flip[j]))
                 expected = transforms[m](pairs.load(pairs.pairs[row], m), params)
-                torch.testing.assert_close(batch.images[m][j], expected, rtol=0, atol=1e-5)
+                assert torch.equal(batch.images[m][j], expected), (m, j)
                 assert torch.equal(batch.labels[m][j], pairs.labels[row])
                 checked += 1
     assert checked == 2 * 2 * 3 * 5  # two batches, two modalities, anchors + positives + negatives
@@ -98,12 +105,12 @@ def test_eval_batch_equals_the_per_image_evaluation_transform(trainer):
     batch = trainer.eval_batch(index)
     for m in trainer.modalities:
         expected = torch.stack([transforms[m](trainer.train_set.load(trainer.train_set.pairs[i], m)) for i in index.tolist()])
-        torch.testing.assert_close(batch[m], expected, rtol=0, atol=1e-5)
+        assert torch.equal(batch[m], expected), m
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_batches_on_a_cuda_device_equal_the_host_batches(tiny_dataset, tmp_path):
-    """The device data path (store and augmentation on the GPU) gives the host path's batches."""
+    """The device data path (store and augmentation on the GPU) gives the host path's batches, with no host sync."""
     made = {}
     for device in ("cpu", "cuda"):
         overrides = tiny_overrides(tiny_dataset, tmp_path / device, **{"train.device": device})
@@ -111,7 +118,16 @@ def test_batches_on_a_cuda_device_equal_the_host_batches(tiny_dataset, tmp_path)
         assert trainer.images.device.type == device
         n = len(trainer.train_set)
         mined = {m: torch.arange(n).flip(0) for m in trainer.modalities}
-        made[device] = [b.images for b in trainer.batches(0, mined, mined)]
+        batches = iter(trainer.batches(0, mined, mined))
+        made[device] = [next(batches).images]
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("error")  # any synchronising copy inside a batch raises
+            try:
+                made[device] += [b.images for b in batches]
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        else:
+            made[device] += [b.images for b in batches]
     for host, gpu in zip(made["cpu"], made["cuda"]):
         for m in host:
             torch.testing.assert_close(gpu[m].cpu(), host[m], rtol=0, atol=1e-5)

@@ -22,6 +22,7 @@ the same parameters (tested).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,10 +31,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from fgmd.config import DataConfig
 from fgmd.data.datasets import CrossModalDataset
 from fgmd.data.transforms import normalisation, resize_square
 
-ROLES = ("anchor", "positive", "negative")
+logger = logging.getLogger("fgmd.training")
 
 # Images stay on a CUDA device when they need at most this fraction of its free memory.
 DEVICE_MEMORY_FRACTION = 0.5
@@ -61,39 +63,54 @@ def centre_crops(count: int, slack: int) -> Crops:
     return Crops(offset, offset.clone(), torch.zeros(count, dtype=torch.bool))
 
 
-def crop_flip(images: torch.Tensor, crops: Crops, size: int) -> torch.Tensor:
-    """Crop ``images [n, C, R, R]`` to ``[n, C, size, size]`` at ``crops`` and mirror the flipped ones.
+def crop_flip(images: torch.Tensor, crops: Crops, size: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Crops ``[n, C, size, size]`` of ``images [N, C, R, R]`` at ``crops``, the flipped ones mirrored.
 
-    One gather for the whole batch; the result is in ``channels_last`` memory layout (what the
-    encoders run fastest on), values equal to slicing and flipping each image.
+    ``rows [n]`` picks the images (default: all ``N``, in order); ``crops`` and ``rows`` must be
+    on ``images.device``. One gather for the whole batch, reading only the cropped pixels; the
+    result is in ``channels_last`` memory layout (what the encoders run fastest on), values
+    equal to slicing and flipping each image.
     """
     device = images.device
     steps = torch.arange(size, device=device)
-    top, left, flip = crops.top.to(device), crops.left.to(device), crops.flip.to(device)
-    rows = top[:, None] + steps  # [n, S]
-    cols = left[:, None] + torch.where(flip[:, None], size - 1 - steps, steps)  # [n, S], reversed when flipped
-    batch = torch.arange(len(images), device=device)[:, None, None]
+    top_rows = crops.top[:, None] + steps  # [n, S]
+    cols = crops.left[:, None] + torch.where(crops.flip[:, None], size - 1 - steps, steps)  # [n, S], reversed when flipped
+    batch = (torch.arange(len(images), device=device) if rows is None else rows)[:, None, None]
     # advanced indices on dims 0, 2, 3 around a slice: the result is [n, S, S, C]
-    pixels = images[batch, :, rows[:, :, None], cols[:, None, :]]
+    pixels = images[batch, :, top_rows[:, :, None], cols[:, None, :]]
     return pixels.permute(0, 3, 1, 2)  # [n, C, S, S], channels_last strides
 
 
 class _Decoded(Dataset):
-    """Pair ``i`` of ``pairs`` in one modality, decoded and resized to ``[C, R, R]``."""
+    """Pair ``i`` of ``pairs`` in one modality, decoded and resized to ``[C, R, R]``.
 
-    def __init__(self, pairs: CrossModalDataset, modality: str, resize: int):
-        self.pairs, self.modality, self.resize = pairs, modality, resize
+    Reads through the modality's reader directly: the dataset's image cache is not filled
+    (this store replaces it for training).
+    """
+
+    def __init__(self, pairs: CrossModalDataset, modality: str, resize: int, channels: int):
+        self.pairs, self.modality, self.resize, self.channels = pairs, modality, resize, channels
+        self.read = pairs.reader_of(modality)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        image = self.pairs.load(self.pairs.pairs[index], self.modality)
+        path = self.pairs.pairs[index].paths[self.modality]
+        image = self.read(path)
+        if image.shape[0] != self.channels:
+            raise ValueError(
+                f"{path}: expected {self.channels} band(s) for modality {self.modality!r}, got {image.shape[0]}"
+            )
         return resize_square(image, self.resize)
 
 
 class ResizedImages:
     """Every pair of a training set, decoded and resized once: ``images[m]`` ``[N, C, R, R]`` float32.
+
+    ``labels`` ``[N, L]`` are the pairs' labels; ``nbytes`` the size of all ``images``. Values
+    are kept in float32 after radiometry (not re-quantised to uint8), so batches equal the
+    evaluation-time transform exactly; a store larger than the device budget stays on the host.
 
     Args:
         pairs: the training pairs (their readers apply band selection and radiometry).
@@ -122,25 +139,23 @@ class ResizedImages:
         self.images: dict[str, torch.Tensor] = {}
         for modality in self.modalities:
             store = torch.empty(count, channels[modality], resize, resize)
-            loader = DataLoader(_Decoded(pairs, modality, resize), batch_size=64, num_workers=num_workers)
+            decoded = _Decoded(pairs, modality, resize, channels[modality])
+            loader = DataLoader(decoded, batch_size=64, num_workers=num_workers)
             done = 0
             bar = tqdm(loader, desc=f"decoding {modality}", disable=not progress, leave=False, unit="batch")
             for batch in bar:
-                if batch.shape[1] != channels[modality]:
-                    record = pairs.pairs[done]
-                    raise ValueError(
-                        f"{record.paths[modality]}: expected {channels[modality]} band(s) for modality "
-                        f"{modality!r}, got {batch.shape[1]}"
-                    )
                 store[done : done + len(batch)] = batch
                 done += len(batch)
             self.images[modality] = store.to(self.device)
+        self.nbytes = needed
+        logger.info("training images: %.1f MiB of float32 on %s", needed / 2**20, self.device)
 
     def __len__(self) -> int:
         return len(self.labels)
 
 
 def _fits(device: torch.device, nbytes: int) -> bool:
+    """Whether ``nbytes`` may live on ``device`` (always on the host; on CUDA, see DEVICE_MEMORY_FRACTION)."""
     if device.type != "cuda":
         return True
     free, _ = torch.cuda.mem_get_info(device)
@@ -162,8 +177,9 @@ class Normaliser:
 class TripletBatch:
     """One step's inputs, role-major per modality (anchors, positives, negatives).
 
-    ``images[m]`` ``[3B, C, S, S]`` and ``labels[m]`` ``[3B, L]`` on the
-    training device; ``index`` ``[B]`` the pairs whose anchors these are (host tensor).
+    ``images[m]`` ``[3B, C, S, S]`` and ``labels[m]`` ``[3B, L]`` on the training device;
+    ``index`` ``[B]`` the pairs whose anchors these are, on the training device too (so the
+    code-bank update needs no copy).
     """
 
     images: dict[str, torch.Tensor]
@@ -174,18 +190,24 @@ class TripletBatch:
 class TripletBatches:
     """The batches of one epoch: pair ``i``'s anchors with the positives/negatives mined for them.
 
-    ``positives[m][i]`` / ``negatives[m][i]`` are pairs whose ``m`` image serves the *other*
-    modality's anchor ``i`` (the layout :class:`fgmd.training.objective.FGMDObjective` expects).
-
     Args:
-        store: the decoded training images.
+        store: the decoded training images (``N`` pairs).
+        positives, negatives: per modality ``m``, ``[N]`` pair indices whose ``m`` image serves
+            the *other* modality's anchor ``i`` (the layout
+            :class:`fgmd.training.objective.FGMDObjective` expects).
         order: ``[n]`` pair indices of this process, in visiting order.
-        normalise: per modality, the :class:`Normaliser` of the training transform.
+        batch_size: anchors per batch ``B`` (the last batch may be smaller).
         image_size: crop size ``S``; ``hflip``: random horizontal flips.
+        normalise: per modality, the :class:`Normaliser` of the training transform.
         generator: host generator of the crop/flip draws (seeded per epoch and rank).
-        device: training device the batches are moved to.
+        device: training device the batches are built on.
         memory_format: layout of the image batches (``channels_last`` unless the model runs
             in the default contiguous layout).
+
+    Iterating draws the whole epoch's crops first (per batch: ``B`` anchor crops shared by both
+    modalities, then ``2B`` per modality for positives and negatives) and copies them, the
+    order and the mined indices to the device once; the batches themselves then need no
+    host-device transfer or synchronisation.
     """
 
     def __init__(
@@ -202,42 +224,57 @@ class TripletBatches:
         device: torch.device,
         memory_format: torch.memory_format = torch.channels_last,
     ):
-        self.memory_format = memory_format
-        self.store, self.positives, self.negatives = store, positives, negatives
-        self.order, self.batch_size = order, batch_size
+        self.store, self.order, self.batch_size = store, order, batch_size
         self.image_size, self.hflip = image_size, hflip
         self.normalise, self.generator, self.device = normalise, generator, device
-        self.labels = store.labels.to(device)
+        self.memory_format = memory_format
+        source = store.images[store.modalities[0]].device  # where the gathers run
+        self.source_device = source
+        self.positives = {m: p.to(source) for m, p in positives.items()}
+        self.negatives = {m: n.to(source) for m, n in negatives.items()}
+        self.labels = store.labels.to(source)
 
     def __len__(self) -> int:
         return math.ceil(len(self.order) / self.batch_size)
 
     def __iter__(self) -> Iterator[TripletBatch]:
-        for start in range(0, len(self.order), self.batch_size):
-            yield self.batch(self.order[start : start + self.batch_size])
-
-    def batch(self, index: torch.Tensor) -> TripletBatch:
-        """The batch of anchors ``index [B]``; draws ``B + 2B`` per modality crops from the generator."""
-        size = len(index)
         slack = self.store.resize - self.image_size
-        anchor_crops = draw_crops(size, slack, self.hflip, self.generator)
+        anchor_crops, other_crops = [], {m: [] for m in self.store.modalities}
+        for start in range(0, len(self.order), self.batch_size):  # the draws, in the documented order
+            size = len(self.order[start : start + self.batch_size])
+            anchor_crops.append(draw_crops(size, slack, self.hflip, self.generator))
+            for m in self.store.modalities:
+                other_crops[m].append(draw_crops(2 * size, slack, self.hflip, self.generator))
+        source = self.source_device
+        order = self.order.to(source)
+        crops = {m: [_to(_cat(a, o), source) for a, o in zip(anchor_crops, other_crops[m])] for m in other_crops}
+        for number, start in enumerate(range(0, len(self.order), self.batch_size)):
+            yield self._batch(order[start : start + self.batch_size], {m: c[number] for m, c in crops.items()})
+
+    def _batch(self, index: torch.Tensor, crops: dict[str, Crops]) -> TripletBatch:
         images, labels = {}, {}
         for m in self.store.modalities:
             rows = torch.cat([index, self.positives[m][index], self.negatives[m][index]])  # [3B] role-major
-            other = draw_crops(2 * size, slack, self.hflip, self.generator)
-            crops = Crops(*(torch.cat([a, o]) for a, o in zip(
-                (anchor_crops.top, anchor_crops.left, anchor_crops.flip), (other.top, other.left, other.flip)
-            )))
-            source = self.store.images[m]
-            picked = source[rows.to(source.device)]
-            cropped = crop_flip(picked.to(self.device, non_blocking=True), crops, self.image_size)
+            cropped = crop_flip(self.store.images[m], crops[m], self.image_size, rows)
+            cropped = cropped.to(self.device, non_blocking=True)
             images[m] = self.normalise[m](cropped).contiguous(memory_format=self.memory_format)
-            labels[m] = self.labels[rows.to(self.device)]
-        return TripletBatch(images, labels, index)
+            labels[m] = self.labels[rows].to(self.device, non_blocking=True)
+        return TripletBatch(images, labels, index.to(self.device, non_blocking=True))
+
+
+def _cat(first: Crops, second: Crops) -> Crops:
+    return Crops(*(torch.cat([a, b]) for a, b in zip((first.top, first.left, first.flip),
+                                                      (second.top, second.left, second.flip))))
+
+
+def _to(crops: Crops, device: torch.device) -> Crops:
+    return Crops(crops.top.to(device), crops.left.to(device), crops.flip.to(device))
 
 
 def epoch_order(count: int, seed: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
-    """This process's share of a seeded permutation of ``count`` pairs (as DistributedSampler does).
+    """This process's share ``[ceil(count / world_size)]`` of a seeded permutation of ``count`` pairs.
+
+    The same indices as ``DistributedSampler(shuffle=True, drop_last=False)`` (tested).
 
     The permutation is padded by wrapping around to a multiple of ``world_size``; process
     ``rank`` takes every ``world_size``-th entry from ``rank``.
@@ -245,10 +282,10 @@ def epoch_order(count: int, seed: int, rank: int = 0, world_size: int = 1) -> to
     permutation = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     total = math.ceil(count / world_size) * world_size
     if total > count:
-        permutation = torch.cat([permutation, permutation[: total - count]])
+        permutation = permutation.repeat(math.ceil(total / count))[:total]
     return permutation[rank::world_size]
 
 
-def normalisers(data, device: torch.device) -> dict[str, Normaliser]:
+def normalisers(data: DataConfig, device: torch.device) -> dict[str, Normaliser]:
     """The training normalisation of every modality of ``data`` (a ``DataConfig``)."""
     return {m: Normaliser(*normalisation(data.modality_config(m)), device) for m in data.modalities}

@@ -7,10 +7,12 @@ Resuming a killed run from ``last.pt`` therefore gives the same weights as a run
 never interrupted.
 
 Multi-process (``torchrun``): the model and the objective are wrapped together in one
-DistributedDataParallel module; a DistributedSampler splits the pairs; the code bank rows
+DistributedDataParallel module; each rank takes its share of the epoch's permutation
+(:func:`fgmd.training.batches.epoch_order`, DistributedSampler's split); the code bank rows
 each rank wrote are merged after every epoch, so every rank mines against the whole
-training set exactly as a single process would. Each rank loads and encodes the mined
-positives/negatives of its own anchors, so the triplet and DAMD terms need no cross-rank
+training set exactly as a single process would. Each rank holds the decoded training images
+(:class:`fgmd.training.batches.ResizedImages`) and encodes the mined positives/negatives of
+its own anchors, so the triplet and DAMD terms need no cross-rank
 gradient exchange (negatives are *mined* globally but not gathered with gradients). The
 effective batch is ``train.batch_size`` x world size. Only rank 0 logs and writes files.
 """
@@ -384,35 +386,38 @@ class Trainer:
         batches = self.batches(epoch, positives, negatives)
         self.step_module.train()
         bank = {m: codes.to(self.device) for m, codes in self.bank.items()}
-        updated = torch.zeros(len(self.train_set), dtype=torch.bool, device=self.device)
+        updated = torch.zeros(len(self.train_set), dtype=torch.bool, device=self.device) if context.is_distributed else None
         names: list[str] = []
-        sums = torch.zeros(0, dtype=torch.float64, device=self.device)
+        sums = torch.zeros(0, dtype=torch.float64, device=self.device)  # per term: sum of batch mean x batch size
+        seen = 0
         start = time.perf_counter()
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not self.progress, leave=False)
         for number, batch in enumerate(bar):
             terms, anchor_codes = self.train_step(batch)
-            index = batch.index.to(self.device)
             for m, codes in anchor_codes.items():
-                bank[m][index] = torch.where(codes >= 0, 1, -1).to(torch.int8)
-            updated[index] = True
+                bank[m][batch.index] = torch.where(codes >= 0, 1, -1).to(torch.int8)
+            if updated is not None:
+                updated[batch.index] = True
             if not names:
                 names = sorted(terms)
-                sums = torch.zeros(len(names) + 1, dtype=torch.float64, device=self.device)
+                sums = torch.zeros(len(names), dtype=torch.float64, device=self.device)
             size = len(batch.index)
-            sums += torch.stack([terms[n].double() * size for n in names] + [sums.new_tensor(size)])
+            sums.add_(torch.stack([terms[n] for n in names]).double(), alpha=size)
+            seen += size
             if self.progress and number % PROGRESS_EVERY == 0:  # the only host read inside the epoch
                 bar.set_postfix(loss=f"{float(terms['total']):.3f}")
         elapsed = time.perf_counter() - start
+        sums = torch.cat([sums, sums.new_tensor([seen])])
         if context.is_distributed:
             torch.distributed.all_reduce(sums)
         self.bank = {m: codes.cpu() for m, codes in bank.items()}
-        if context.is_distributed:
+        if updated is not None:
             updated = updated.cpu()
             self.bank = {m: merge_bank_updates(codes, updated, context) for m, codes in self.bank.items()}
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         totals = sums.cpu().tolist()
-        total_seen = totals[-1] if names else 0.0
+        total_seen = totals[-1]
         record = {
             "epoch": epoch,
             "lr": lr,
