@@ -196,14 +196,14 @@ def export_checkpoint(
     how, and the calibration images are the first images of an even spread over the run's
     training split, read and preprocessed as for evaluation (``calibration_batches``).
     """
-    from fgmd.api import load_model
+    from fgmd.models import load_run
 
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {EXPORT_FORMATS}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     quantization = quantization or QuantizationOptions()
-    model, config = load_model(checkpoint)
+    model, config, _ = load_run(checkpoint)
     size = image_size or config.data.image_size
     resize = export_resize(config, size)
     out = Path(out_dir)

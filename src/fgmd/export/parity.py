@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from fgmd.api import load_model
 from fgmd.codes import pack_codes
 from fgmd.data.preprocess import Preprocessor
 from fgmd.evaluation.metrics import retrieval_metrics
+from fgmd.models import load_run
 from fgmd.retrieval.encode_archive import ArchiveSource, SourceImages, collate_images, folder_source, split_source
 from fgmd.retrieval.search import search_topk
 from fgmd.tables import render_table
@@ -165,7 +165,7 @@ def check_onnx(
     set. ``budget`` defaults to ``DEFAULT_BUDGETS`` of the files' precision. The report is
     also written as JSON to ``out`` when given, and each branch's figures into its sidecar.
     """
-    model, config = load_model(checkpoint)
+    model, config, _ = load_run(checkpoint)
     onnx_dir = Path(onnx_dir)
     exported = [m for m in model.modalities if (onnx_dir / f"{m}.onnx").is_file()]
     if folder is not None:
