@@ -239,7 +239,8 @@ class TripletBatches:
 
     def __iter__(self) -> Iterator[TripletBatch]:
         slack = self.store.resize - self.image_size
-        anchor_crops, other_crops = [], {m: [] for m in self.store.modalities}
+        anchor_crops: list[Crops] = []
+        other_crops: dict[str, list[Crops]] = {m: [] for m in self.store.modalities}
         for start in range(0, len(self.order), self.batch_size):  # the draws, in the documented order
             size = len(self.order[start : start + self.batch_size])
             anchor_crops.append(draw_crops(size, slack, self.hflip, self.generator))
