@@ -55,6 +55,11 @@ class Preprocessor:
     def __call__(self, path: str | Path) -> torch.Tensor:
         return self.transform(self.reader(path))
 
+    def decode(self, data: bytes, name: str) -> torch.Tensor:
+        """The decoded image of in-memory file bytes (``name`` labels errors), after band
+        selection and radiometry: ``[C, H, W]``; ``self.transform`` of it is the encoder input."""
+        return self.reader.decode(data, name)
+
     def spec(self) -> dict[str, Any]:
         """Everything that decides the encoder input, as plain JSON types."""
         mod, transform = self.modality, self.transform

@@ -34,8 +34,7 @@ from fgmd.codes import hamming_distances, pack_codes, unpack_codes
 from fgmd.config import Config
 from fgmd.data.datasets import ModalityImages
 from fgmd.data.io import ImageReadError
-from fgmd.data.radiometry import build_readers
-from fgmd.data.transforms import build_transforms
+from fgmd.data.preprocess import build_preprocessor
 from fgmd.evaluation.metrics import average_precision_per_query
 from fgmd.models import load_run
 from fgmd.retrieval import Index
@@ -125,8 +124,7 @@ class SearchService:
             check_compatible(index, self.model, self.config, self._other(index.modality))
             self.indexes[index.modality] = index
             self.index_files[index.modality] = os.fspath(file)
-        self.readers = build_readers(self.config.data)
-        self.transforms = build_transforms(self.config.data, train=False)
+        self.inputs = {m: build_preprocessor(self.config.data, m) for m in self.config.data.modalities}
         self.class_names = self._class_names()
         self._model_lock = threading.Lock()
         self._cache_lock = threading.Lock()
@@ -144,7 +142,7 @@ class SearchService:
             if len(index):
                 index.search(index.codes[:1], 1)
             size = self.config.data.image_size
-            channels = self.transforms[modality].channels
+            channels = self.inputs[modality].channels
             self.encode(torch.zeros(1, channels, size, size), modality)
 
     # ------------------------------------------------------------------ description
@@ -183,6 +181,7 @@ class SearchService:
                 "image_size": data.image_size,
                 "resize": data.resize,
                 "modality": {m: dataclasses.asdict(data.modality_config(m)) for m in self.modalities},
+                "spec": {m: self.inputs[m].spec() for m in self.modalities},
             },
             "max_page": MAX_PAGE,
         }
@@ -210,8 +209,9 @@ class SearchService:
     def preprocess_upload(self, data: bytes, name: str, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(decoded image [C, H, W] after band selection and radiometry, model input
         [C, S, S])`` of uploaded bytes; ``ImageReadError`` when they are not a usable image."""
-        image = self.readers[modality].decode(data, name)
-        return image, self.transforms[modality](image)
+        preprocess = self.inputs[modality]
+        image = preprocess.decode(data, name)
+        return image, preprocess.transform(image)
 
     @torch.no_grad()
     def encode(self, batch: torch.Tensor, modality: str) -> np.ndarray:
@@ -359,7 +359,7 @@ class SearchService:
             dataset = build_dataset(self.config.data, name)
         except USER_ERRORS as error:
             return f"the query split {name!r} is not available: {error}"
-        images = dataset.images(modality, self.transforms[modality])
+        images = dataset.images(modality, self.inputs[modality])
         ids = [r.id for r in images.records]
         return QuerySplit(
             ids,
@@ -439,7 +439,7 @@ class SearchService:
         if file is None:
             raise QueryError(f"the image file of {item_id!r} is unknown (index written without paths)", 404)
         try:
-            png = render_preview(self.readers[modality](file))
+            png = render_preview(self.inputs[modality].read(file))
         except ImageReadError as error:
             raise QueryError(str(error), 404) from None
         with self._cache_lock:
