@@ -79,7 +79,8 @@ def test_int8_check_figures_come_from_real_encodings(int8_export, tiny_checkpoin
     assert set(report["map"]) == {"ms->pan", "pan->ms"}
     for direction, values in report["map"].items():
         assert values["pytorch"] == pytest.approx(metrics["directions"][direction]["map"], abs=1e-9)
-        assert 0 < values["onnx"] <= 1
+        assert values["pytorch_tie"] == pytest.approx(metrics["directions"][direction]["map_tie"], abs=1e-9)
+        assert 0 < values["onnx"] <= 1 and 0 < values["onnx_tie"] <= 1
 
 
 def test_keep_fp32_groups_leave_those_nodes_unquantized(tiny_checkpoint, tmp_path):

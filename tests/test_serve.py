@@ -276,6 +276,8 @@ def test_benchmark_is_the_eval_map(client, service, indexes):
     metrics = retrieval_metrics(codes, db, torch.from_numpy(split.labels), torch.from_numpy(np.array(index.labels)))
     assert body["map"] == pytest.approx(metrics["map"], abs=1e-9)
     assert body["map"] == pytest.approx(np.mean([row["ap"] for row in body["queries"]]), abs=1e-12)
+    assert body["map_tie"] == pytest.approx(metrics["map_tie"], abs=1e-9)
+    assert body["map_tie"] == pytest.approx(np.mean([row["ap_tie"] for row in body["queries"]]), abs=1e-12)
 
 
 def test_index_without_paths_finds_files_through_the_dataset(tiny_checkpoint, indexes, tmp_path):

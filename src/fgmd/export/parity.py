@@ -232,10 +232,11 @@ def check_onnx(
             report.topk_overlap[f"{a}->{b}"] = _topk_overlap(qa, da, qo, do, k)
             query_labels, db_labels = labels[(a, query)], labels[(b, database)]
             if query_labels is not None and db_labels is not None:
-                report.map[f"{a}->{b}"] = {
-                    name: float(retrieval_metrics(torch.from_numpy(q), torch.from_numpy(d), query_labels, db_labels)["map"])
-                    for name, q, d in (("pytorch", qa, da), ("onnx", qo, do))
-                }
+                scores: dict[str, float] = {}
+                for name, q, d in (("pytorch", qa, da), ("onnx", qo, do)):
+                    metrics = retrieval_metrics(torch.from_numpy(q), torch.from_numpy(d), query_labels, db_labels)
+                    scores[name], scores[f"{name}_tie"] = float(metrics["map"]), float(metrics["map_tie"])
+                report.map[f"{a}->{b}"] = scores  # "map": ties by index; "*_tie": tie-aware
     if out is not None:
         write_json_atomic(Path(out), report.to_dict())
     for modality, meta in metas.items():
@@ -270,13 +271,18 @@ def parity_table(report: ParityReport) -> str:
     )
     directions = list(report.topk_overlap)
     overlap = render_table(
-        ["ranking", f"top-{report.k} overlap (PyTorch vs ONNX)", "mAP PyTorch fp32", "mAP ONNX", "Δ mAP"],
+        [
+            "ranking", f"top-{report.k} overlap (PyTorch vs ONNX)",
+            "mAP PyTorch fp32 (ties by index)", "mAP ONNX (ties by index)", "Δ mAP (ties by index)",
+            "mAP PyTorch fp32 (tie-aware)", "mAP ONNX (tie-aware)",
+        ],
         [
             [direction, f"{report.topk_overlap[direction]:.4f}"]
             + (
-                [f"{m['pytorch']:.4f}", f"{m['onnx']:.4f}", f"{m['onnx'] - m['pytorch']:+.4f}"]
+                [f"{m['pytorch']:.4f}", f"{m['onnx']:.4f}", f"{m['onnx'] - m['pytorch']:+.4f}",
+                 f"{m['pytorch_tie']:.4f}", f"{m['onnx_tie']:.4f}"]
                 if (m := report.map.get(direction))
-                else ["-", "-", "-"]
+                else ["-"] * 5
             )
             for direction in directions
         ],

@@ -395,17 +395,18 @@ class SearchService:
         bits = self.config.model.bits
         query_codes = torch.from_numpy(unpack_codes(np.concatenate(packed), bits)).float()
         db_codes = torch.from_numpy(unpack_codes(index.codes, bits)).float()
-        ap = average_precision_per_query(
-            query_codes, db_codes, torch.from_numpy(split.labels), torch.from_numpy(np.array(index.labels))
-        )
+        query_labels, db_labels = torch.from_numpy(split.labels), torch.from_numpy(np.array(index.labels))
+        ap = average_precision_per_query(query_codes, db_codes, query_labels, db_labels)
+        ap_tie = average_precision_per_query(query_codes, db_codes, query_labels, db_labels, tie_aware=True)
         rows = [
-            {"id": item_id, "label": self.label_names(split.labels[i]), "ap": float(ap[i])}
+            {"id": item_id, "label": self.label_names(split.labels[i]), "ap": float(ap[i]), "ap_tie": float(ap_tie[i])}
             for i, item_id in enumerate(split.ids)
         ]
         result = {
             "query_modality": modality,
             "index_modality": index.modality,
-            "map": float(ap.mean()) if len(ap) else None,
+            "map": float(ap.mean()) if len(ap) else None,  # ties by index position
+            "map_tie": float(ap_tie.mean()) if len(ap_tie) else None,  # tie-aware
             "queries": rows,
         }
         with self._cache_lock:
