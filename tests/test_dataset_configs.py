@@ -10,7 +10,7 @@ from fgmd.data.datasets import FORMATS
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["mrssid", "vais", "eurosat", "custom"])
+@pytest.mark.parametrize("name", ["mrssid", "vais", "eurosat", "aid10", "custom"])
 def test_config_loads(name):
     config = load_config(CONFIGS / f"{name}.yaml")
     assert config.data.format in FORMATS
@@ -28,6 +28,10 @@ def test_protocol_settings():
     assert eurosat.data.root == "../shared/data/eurosat_rgb5_mspan"
     assert (eurosat.data.image_size, eurosat.data.resize) == (64, 72)
     assert eurosat.data.modality_config("pan").channels == 1 and eurosat.data.modality_config("ms").channels == 3
+    aid10 = load_config(CONFIGS / "aid10.yaml")
+    assert aid10.data.root == "../shared/data/aid10_mspan" and aid10.data.format == "folder"
+    assert (aid10.data.image_size, aid10.data.resize, aid10.data.val_fraction) == (128, 144, 0.1)
+    assert aid10.data.modality_config("pan").channels == 1 and aid10.data.modality_config("ms").channels == 3
 
 
 def test_format_registry_is_what_config_accepts():

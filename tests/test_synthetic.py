@@ -59,7 +59,8 @@ def test_layout_and_csv(dataset: Path):
         files = {p.stem for p in (dataset / "images" / modality).iterdir()}
         assert files == set(ids)
         assert all(p.suffix == ".png" for p in (dataset / "images" / modality).iterdir())
-    assert {p.name for p in dataset.iterdir()} == {"images", "pairs.csv", "README.md"}
+    assert {p.name for p in dataset.iterdir()} == {"images", "masks", "pairs.csv", "README.md"}
+    assert {p.stem for p in (dataset / "masks").iterdir()} == files
     readme = (dataset / "README.md").read_text(encoding="utf-8")
     assert "seed=0" in readme and "generate_demo_dataset" in readme
     for name in CLASS_NAMES:
@@ -248,3 +249,27 @@ def test_colour_carries_no_class_but_structure_does(dataset: Path):
     acc_ms = _nearest_centroid_accuracy(np.stack([_structure_features(m) for m in ms_luma]), labels, train)
     assert acc_pan > 0.7 and acc_pan > acc_colour + 0.3, (acc_pan, acc_colour, chance)
     assert acc_ms > 0.7, acc_ms  # the shapes survive the 16x16 MS view
+
+
+def test_target_mask_marks_the_target():
+    """The mask is the target's coverage: it splits every scene into target and background, and
+    the reference's luminance differs between the two (target/background pairs have contrast)."""
+    luma = np.array([0.299, 0.587, 0.114])
+    for label in range(len(CLASS_NAMES)):
+        s = render_sample(label, 1, seed=3, size=64)
+        mask = s.target_mask
+        assert mask.shape == (64, 64) and mask.min() >= 0.0 and mask.max() <= 1.0
+        inside, outside = mask > 0.99, mask < 0.01
+        assert 0.02 < inside.mean() < 0.9, (CLASS_NAMES[label], inside.mean())
+        assert outside.mean() > 0.05
+        gap = abs((s.reference[inside] @ luma).mean() - (s.reference[outside] @ luma).mean())
+        assert gap > 0.05, (CLASS_NAMES[label], gap)
+    assert np.array_equal(render_sample(1, 2, seed=4).target_mask, render_sample(1, 2, seed=4).target_mask)
+
+
+def test_mask_files_hold_the_target_mask(tmp_path: Path):
+    dataset = generate_demo_dataset(tmp_path / "d", n_per_class=1, seed=6)
+    with Image.open(dataset / "masks" / "ship_0.png") as image:
+        assert image.mode == "L" and image.size == (64, 64)
+        stored = np.asarray(image).astype(float) / 255
+    assert np.abs(stored - render_sample(1, 0, seed=6).target_mask).max() <= 0.5 / 255 + 1e-9

@@ -22,6 +22,8 @@ EuroSAT-RGB-MSPAN benchmark, applied to a procedurally drawn scene):
 3. ``pan``: the BT.601 luminance ``0.299 R + 0.587 G + 0.114 B`` of the reference at full
    resolution with different noise statistics: multiplicative (log-normal) speckle,
    a gamma change and a contrast/offset change. Saved as ``size^2`` uint8 ``L`` PNG.
+4. ``masks/<id>.png``: where the target is (its anti-aliased coverage on the reference grid,
+   ``size^2`` uint8 ``L``, 255 = target), so diagnostics can tell target from background.
 
 Every sample has its own random stream seeded by ``(seed, label, index)``, so sample
 ``<class>_<n>`` is the same whatever ``n_per_class`` is, and the whole folder is
@@ -106,13 +108,20 @@ _DEFAULT_SPLITS = (("train", 0.5), ("query", 0.1), ("database", 0.4))
 
 @dataclass(frozen=True)
 class SyntheticSample:
-    """One generated pair: ``ms`` [h, w, 3] uint8, ``pan`` [H, W] uint8, ``reference`` [H, W, 3] float."""
+    """One generated pair: ``ms`` [h, w, 3] uint8, ``pan`` [H, W] uint8, ``reference`` [H, W, 3] float.
+
+    ``target_mask`` [H, W] float in [0, 1] is the anti-aliased coverage of the class's target
+    structure on the reference grid (1 = target, 0 = background and clutter; shadows, wakes
+    and details painted over the target are not part of it). It tells where the class
+    evidence is, e.g. to measure where a spatial gate puts its weight.
+    """
 
     ms: np.ndarray
     pan: np.ndarray
     reference: np.ndarray
     label: int
     class_name: str
+    target_mask: np.ndarray
 
 
 def mtf_gaussian_sigma(ratio: int, gain_at_nyquist: float = _MTF_GAIN_AT_NYQUIST) -> float:
@@ -426,7 +435,8 @@ _DRAWERS = (_draw_tanks, _draw_ship, _draw_runway, _draw_roundabout, _draw_field
 assert len(_DRAWERS) == len(CLASS_NAMES)
 
 
-def _render_reference(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
+def _render_reference(rng: np.random.Generator, label: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference RGB scene ``[size, size, 3]`` in [0, 1] and its target coverage ``[size, size]``."""
     canvas = _canvas(size)
     pair = _COLOUR_PAIRS[rng.integers(len(_COLOUR_PAIRS))]
     fg = _jitter(rng, _PALETTE[pair[0]])
@@ -443,13 +453,14 @@ def _render_reference(rng: np.random.Generator, label: int, size: int) -> np.nda
         shadow = _coverage(target.sdf(reach * math.cos(sun), reach * math.sin(sun)))
         img *= (1.0 - rng.uniform(0.35, 0.55) * shadow)[..., None]
     texture = 1.0 + rng.uniform(0.02, 0.05) * _smooth_noise(rng, size, int(rng.integers(4, 10)))
-    _composite(img, _coverage(target.sdf()), fg * texture[..., None])
+    coverage = _coverage(target.sdf())
+    _composite(img, coverage, fg * texture[..., None])
     target.details(img, fg)
 
     # illumination: a gentle linear brightness gradient across the chip
     u, _ = canvas.local(size / 2, size / 2, rng.uniform(0, 2 * math.pi))
     img *= (1.0 + rng.uniform(0.0, 0.15) * u / size)[..., None]
-    return np.clip(img, 0.0, 1.0)
+    return np.clip(img, 0.0, 1.0), coverage
 
 
 @functools.lru_cache(maxsize=16)
@@ -525,10 +536,12 @@ def render_sample(
     if seed < 0 or index < 0:
         raise ValueError(f"seed and index must be >= 0, got seed={seed}, index={index}")
     rng = _sample_rng(int(seed), int(label), int(index))
-    ref = _render_reference(rng, int(label), int(size))
+    ref, mask = _render_reference(rng, int(label), int(size))
     ms = _simulate_ms(rng, ref, int(ms_ratio))
     pan = _simulate_pan(rng, ref)
-    return SyntheticSample(ms=ms, pan=pan, reference=ref, label=int(label), class_name=CLASS_NAMES[label])
+    return SyntheticSample(
+        ms=ms, pan=pan, reference=ref, label=int(label), class_name=CLASS_NAMES[label], target_mask=mask
+    )
 
 
 # --------------------------------------------------------------------------- dataset writer
@@ -573,8 +586,7 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
                 "or pass overwrite=True to replace the dataset files in it"
             )
         # Remove only what this generator writes, so stale ids of an earlier run disappear.
-        for sub in ("ms", "pan"):
-            folder = out / "images" / sub
+        for folder in (out / "images" / "ms", out / "images" / "pan", out / "masks"):
             if folder.is_dir():
                 for f in folder.glob("*.png"):
                     f.unlink()
@@ -583,6 +595,7 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
                 (out / name).unlink()
     (out / "images" / "ms").mkdir(parents=True, exist_ok=True)
     (out / "images" / "pan").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -645,6 +658,7 @@ The two modalities follow Wald's protocol, as for EuroSAT-RGB-MSPAN:
 ```
 images/ms/<id>.png    simulated multispectral, {ms}x{ms}x3 uint8 (R,G,B)
 images/pan/<id>.png   simulated panchromatic, {size}x{size} uint8, 1 channel
+masks/<id>.png        the target's coverage on the PAN grid, {size}x{size} uint8 (255 = target)
 pairs.csv             id,label,class_name,split   (one row per id; every id has both images)
 README.md
 ```
@@ -680,8 +694,8 @@ def generate_demo_dataset(
         splits: ``(name, fraction)`` pairs, fractions positive and summing to 1; every class
             is split with these fractions (largest-remainder rounding, at least one item per
             split when ``n_per_class`` allows).
-        overwrite: allow a non-empty ``out_dir``; the PNGs under ``images/ms`` and
-            ``images/pan`` and the files ``pairs.csv`` and ``README.md`` are then replaced
+        overwrite: allow a non-empty ``out_dir``; the PNGs under ``images/ms``,
+            ``images/pan`` and ``masks`` and the files ``pairs.csv`` and ``README.md`` are then replaced
             (other files are left alone).
 
     Raises:
@@ -710,6 +724,7 @@ def generate_demo_dataset(
             sample = render_sample(label, n, seed=seed, size=size, ms_ratio=ms_ratio)
             (out / "images" / "ms" / f"{sample_id}.png").write_bytes(_png_bytes(sample.ms))
             (out / "images" / "pan" / f"{sample_id}.png").write_bytes(_png_bytes(sample.pan))
+            (out / "masks" / f"{sample_id}.png").write_bytes(_png_bytes(_to_uint8(sample.target_mask)))
             rows.append((sample_id, label, name, split_items[assignment[n]][0]))
 
     with open(out / "pairs.csv", "w", newline="", encoding="utf-8") as f:

@@ -185,16 +185,27 @@ class FDFSP(nn.Module):
             self._spectrum_cache[key] = spectrum
         return spectrum
 
+    def band_gains(self, x: Tensor) -> Tensor:
+        """The gains ``g_k`` the block applies to ``x [B, C, H, W]`` (its stage output):
+        ``[B, C, 3]`` (low, mid, high) in (0, 2), 1 at init. For inspection; ``forward``
+        computes the same gains on its own path."""
+        height, width = static_size(x.shape[-2:])
+        spectrum = torch.fft.rfft2(x.float(), norm="ortho")
+        squares = torch.view_as_real(spectrum).square().flatten(2)  # [B, C, H*Wr*2]
+        return self._gains(squares @ _pair_weights(height, width, x.device))
+
+    def _gains(self, energy: Tensor) -> Tensor:
+        """Band energies ``[B, C, 3]`` -> gains ``[B, C, 3]`` in (0, 2)."""
+        # reshapes keep the batch dimension as -1: constant shapes in an exported graph
+        log_energy = torch.log(energy + 1e-5).reshape(-1, self.channels * _NUM_BANDS)
+        return (2 * torch.sigmoid(self.gain_mlp(log_energy))).reshape(-1, self.channels, _NUM_BANDS)
+
     def _band_filter(self, energy: Tensor, height: int, width: int, flat: bool = False) -> Tensor:
         """Content-adaptive band gains: band energies ``[B, C, 3]`` -> ``Σ_k g_k M_k [B, C, H, Wr]``
         (``[B, C, H * Wr]`` when ``flat``)."""
-        # reshapes keep the batch dimension as -1: constant shapes in an exported graph
-        channels = self.channels
         masks, _ = band_masks(height, width, energy.device)  # [3, H*Wr]
-        log_energy = torch.log(energy + 1e-5).reshape(-1, channels * _NUM_BANDS)
-        gains = 2 * torch.sigmoid(self.gain_mlp(log_energy))  # [B, 3C] in (0, 2)
-        bands = gains.reshape(-1, channels, _NUM_BANDS) @ masks  # [B, C, H*Wr]
-        return bands if flat else bands.reshape(-1, channels, height, half_spectrum_width(width))
+        bands = self._gains(energy) @ masks  # [B, C, H*Wr]
+        return bands if flat else bands.reshape(-1, self.channels, height, half_spectrum_width(width))
 
     def _spectral(self, x: Tensor) -> Tensor:
         """``irfft2((Σ_k g_k M_k + K̂) ⊙ X̂)``: ``[B, C, H, W]`` -> same.
