@@ -285,10 +285,18 @@ def test_diagnose_model_and_figures_on_a_random_model(tmp_path):
         assert paths[name].stat().st_size > 10_000
 
 
-def test_diagnose_checkpoint_of_a_tiny_run_reads_masks_and_damd(micro_dataset, tmp_path):
-    config = load_config(None, tiny_overrides(micro_dataset, tmp_path / "run", **{"train.epochs": 1, "data.image_size": 64, "data.resize": 68}))
+@pytest.fixture(scope="module")
+def tiny_run(micro_dataset, tmp_path_factory):
+    """A full FG-MD run of 1 epoch at 64 px on the generated data (which has masks/)."""
+    run = tmp_path_factory.mktemp("diag") / "run"
+    config = load_config(None, tiny_overrides(micro_dataset, run, **{"train.epochs": 1, "data.image_size": 64, "data.resize": 68}))
     fit(config, progress=False)
-    result = diagnose_checkpoint(tmp_path / "run" / "best.pt", num_images=6)
+    return config, run
+
+
+def test_diagnose_checkpoint_of_a_tiny_run_reads_masks_and_damd(tiny_run):
+    config, run = tiny_run
+    result = diagnose_checkpoint(run / "best.pt", num_images=6)
     assert result.masks is not None and result.masks.shape == (6, 1, 64, 64)
     assert result.images["pan"].shape == (6, 1, 64, 64) and float(result.images["pan"].max()) <= 1.0
     direct = read_masks(config.data, ["ship_0"])
@@ -299,3 +307,19 @@ def test_diagnose_checkpoint_of_a_tiny_run_reads_masks_and_damd(micro_dataset, t
     assert len(d.terms["damd"]) == 1
     rows = {r["module"]: r for r in d.identity["ms"]}
     assert rows["FDFSP L2"]["parameter_rms"] > 0  # one epoch of Adam moves the zero-initialised parameters
+
+
+def test_report_and_cli_write_the_diagnostics(tiny_run, tmp_path):
+    from fgmd.cli.main import main
+    from fgmd.evaluation.report import generate_report
+
+    _, run = tiny_run
+    page = generate_report(run, out_dir=tmp_path / "report", num_queries=2, top_k=3)
+    text = page.read_text()
+    assert "## Module diagnostics" in text and "| FDFSP L2 |" in text and "gate mass on target" in text
+    for name in ("adf_gates.png", "fdfsp_spectra.png", "fdfsp_band_gains.png", "identity_distance.png", "damd_attention.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 5_000 and f"({name})" in text
+    summary = json.loads((tmp_path / "report" / "diagnostics.json").read_text())
+    assert set(summary["identity_distance"]) == {"ms", "pan"}
+    assert main(["diagnose", str(run / "best.pt"), "--images", "3", "--out", str(tmp_path / "cli")]) == 0
+    assert json.loads((tmp_path / "cli" / "diagnostics.json").read_text())["adf_gate"]["pan"]["entropy_per_image"].__len__() == 3

@@ -9,6 +9,7 @@ from fgmd.cli.commands import (
     ablate,
     check_data,
     demo,
+    diagnose,
     eval,
     export,
     generate_demo_data,
@@ -23,7 +24,7 @@ from fgmd.cli.commands import (
 )
 
 COMMANDS = [
-    demo, train, eval, report, index, search, serve, export, sweep, ablate, info, check_data, prepare, generate_demo_data
+    demo, train, eval, report, diagnose, index, search, serve, export, sweep, ablate, info, check_data, prepare, generate_demo_data
 ]
 
 

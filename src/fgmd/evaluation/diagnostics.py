@@ -20,7 +20,13 @@ Every number here answers "does the module do anything, and what?" on a set of i
 
 :func:`diagnose_model` computes all of them for both branches; :func:`diagnose_checkpoint`
 does it for a run's checkpoint on its query split; :func:`write_diagnostics` writes the
-figures and ``diagnostics.json``. docs/MODULES.md explains how to read them.
+figures and ``diagnostics.json``; :func:`report_diagnostics` does all three and returns the
+section ``fgmd report`` adds to ``report.md``. docs/MODULES.md explains how to read them::
+
+    from fgmd.evaluation.diagnostics import diagnose_checkpoint, write_diagnostics
+    result = diagnose_checkpoint("runs/aid10/best.pt", num_images=16)
+    print(result.diagnostics.identity["pan"])      # [{"module": "FDFSP L2", ...}, ...]
+    write_diagnostics(result.diagnostics, "runs/aid10/diagnostics", result.images, result.masks)
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fgmd.config import DataConfig, ModalityConfig
+from fgmd.config import Config, DataConfig, ModalityConfig
 from fgmd.data.datasets import build_dataset
 from fgmd.data.io import read_image
 from fgmd.data.transforms import ModalityTransform, build_transforms
@@ -72,6 +78,8 @@ __all__ = [
     "read_masks",
     "diagnose_checkpoint",
     "write_diagnostics",
+    "diagnostics_markdown",
+    "report_diagnostics",
 ]
 
 BAND_NAMES = ("low", "mid", "high")
@@ -686,3 +694,70 @@ def write_diagnostics(
     paths["json"] = out / "diagnostics.json"
     paths["json"].write_text(json.dumps(diagnostics.summary(), indent=2))
     return paths
+
+
+def diagnostics_markdown(diagnostics: ModuleDiagnostics, paths: Mapping[str, Path]) -> str:
+    """The "Module diagnostics" section of a report: the numbers as tables and the figures
+    written by :func:`write_diagnostics` (linked by file name, relative to the report)."""
+    lines = ["## Module diagnostics", "", "What each FG-MD module does in this model (how to read it: docs/MODULES.md).", ""]
+    lines += [f"- {note}" for note in diagnostics.notes] + [""]
+    modalities = list(diagnostics.modalities)
+    if any(diagnostics.identity.values()):
+        lines += [
+            "### Distance from the identity",
+            "",
+            "Relative change each module makes to what passes through it (0 = still the identity it starts as) "
+            "and the RMS of the parameters whose zero initialisation makes it the identity.",
+            "",
+            "| module | " + " | ".join(f"{m} change | {m} param RMS" for m in modalities) + " |",
+            "|---|" + "---|---|" * len(modalities),
+        ]
+        modules = [r["module"] for r in diagnostics.identity[modalities[0]]]
+        for module in modules:
+            cells = []
+            for m in modalities:
+                row = next(r for r in diagnostics.identity[m] if r["module"] == module)
+                rms = "–" if row["parameter_rms"] is None else f"{row['parameter_rms']:.3g}"
+                cells.append(f"{row['output_change']:.3g} | {rms}")
+            lines.append(f"| {module} | " + " | ".join(cells) + " |")
+        lines += ["", f"![identity distance]({paths['identity'].name})", ""]
+    if diagnostics.gate_stats:
+        lines += ["### ADF gate", "", "| modality | contrast (cv, 0 = uniform) | entropy (1 = uniform) | gate mass on target | target area |", "|---|---|---|---|---|"]
+        for m, stats in diagnostics.gate_stats.items():
+            target = f"{np.mean(stats['target_share']):.3f}" if "target_share" in stats else "– (no masks)"
+            area = f"{np.mean(stats['area_share']):.3f}" if "area_share" in stats else "–"
+            lines.append(f"| {m} | {np.mean(stats['contrast']):.3f} | {np.mean(stats['entropy']):.3f} | {target} | {area} |")
+        lines.append("")
+        if "gates" in paths:
+            lines += [f"![ADF gates]({paths['gates'].name})", ""]
+    if diagnostics.band_gains:
+        lines += ["### FDFSP", "", "| modality | level | gain low / mid / high (mean ± std over images) | high-band power without → with |", "|---|---|---|---|"]
+        for m, levels in diagnostics.band_gains.items():
+            for level, stats in levels.items():
+                gains = " / ".join(f"{mean:.3f} ± {std:.3f}" for mean, std in zip(stats["mean"], stats["std_images"]))
+                spectrum = diagnostics.spectra[m][level]
+                lines.append(f"| {m} | L{level} | {gains} | {spectrum['high_without']:.1%} → {spectrum['high_with']:.1%} |")
+        lines += ["", f"![FDFSP band gains]({paths['band_gains'].name})", "", f"![FDFSP spectra]({paths['spectra'].name})", ""]
+    if "damd_attention" in paths or "damd_terms" in paths:
+        lines += ["### DAMD", ""]
+        lines += [f"![DAMD {name}]({paths[key].name})" for key, name in (("damd_attention", "attention"), ("damd_terms", "terms")) if key in paths]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def report_diagnostics(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    overrides: Sequence[str] = (),
+    model: FGMD | None = None,
+    num_images: int = 16,
+) -> str:
+    """Diagnose ``checkpoint`` (:func:`diagnose_checkpoint`), write the figures and
+    ``diagnostics.json`` into ``out_dir`` and return the report section; "" for a baseline
+    run (no FDFSP, ADF or DAMD: nothing to diagnose)."""
+    config = Config.from_dict(load_checkpoint(checkpoint)["config"]).with_overrides(list(overrides))
+    if not (config.model.fdfsp or config.model.adf or config.loss.damd):
+        return ""
+    result = diagnose_checkpoint(checkpoint, overrides, num_images, model)
+    paths = write_diagnostics(result.diagnostics, out_dir, result.images, result.masks)
+    return diagnostics_markdown(result.diagnostics, paths)

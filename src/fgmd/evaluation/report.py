@@ -10,6 +10,9 @@ the query and database splits of both modalities and writes into ``run_dir/repor
 - ``training_curves.png``: every loss term per epoch and validation mAP (test mAP too when
   tracked) per evaluation, from ``log.jsonl``;
 - ``codes_pca.png``: 2-D PCA of the database codes, coloured by class;
+- the module diagnostics of :func:`fgmd.evaluation.diagnostics.report_diagnostics` (runs
+  with FDFSP, ADF or DAMD): ``adf_gates.png``, ``fdfsp_band_gains.png``, ``fdfsp_spectra.png``,
+  ``damd_attention.png``, ``damd_terms.png``, ``identity_distance.png``, ``diagnostics.json``;
 - ``report.md``: metrics of both directions, the three model-selection views (selected on
   validation / last epoch / best on test, optimistic) and the figures.
 """
@@ -27,6 +30,7 @@ from fgmd.codes import hamming_distance, sign_codes
 from fgmd.data.datasets import build_dataset
 from fgmd.data.preprocess import build_preprocessor
 from fgmd.evaluation import plots
+from fgmd.evaluation.diagnostics import report_diagnostics
 from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images, metric_title, metrics_table
 from fgmd.evaluation.metrics import pr_curve_by_radius, precision_recall_at_ranks, relevance
 from fgmd.models import load_run
@@ -224,6 +228,7 @@ def generate_report(
     views = _selection_views(run_dir, log, state, metrics, checkpoint)
     (out / "metrics.json").write_text(json.dumps({**metrics, "checkpoint": str(checkpoint)}, indent=2))
     md = _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, len(log), warnings)
+    md += "\n" + report_diagnostics(checkpoint, out, overrides, model)
     path = out / "report.md"
     path.write_text(md)
     return path
