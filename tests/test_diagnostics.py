@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_overrides
+
 from fgmd.config import ModelConfig, load_config
 from fgmd.evaluation.diagnostics import (
     band_gain_stats,
@@ -85,7 +85,7 @@ def test_radial_spectrum_of_a_sinusoid_peaks_at_its_frequency():
 
 
 def test_high_band_share_matches_the_fdfsp_high_mask():
-    y, x = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    _, x = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
     nyquist = torch.cos(math.pi * x)[None, None]  # f = 0.5 cycles per pixel: all in the high band
     slow = torch.cos(2 * math.pi * x / 8)[None, None]  # f = 1/8: below 0.25, none in the high band
     assert high_band_share(nyquist) == pytest.approx(1.0)

@@ -48,7 +48,7 @@ from fgmd.config import Config, DataConfig, ModalityConfig
 from fgmd.data.datasets import build_dataset
 from fgmd.data.io import read_image
 from fgmd.data.transforms import ModalityTransform, build_transforms
-from fgmd.models import load_run, model_from_config
+from fgmd.models import load_run
 from fgmd.models.adf import ADF
 from fgmd.models.encoder import ModalityEncoder
 from fgmd.models.fdfsp import FDFSP, band_masks
@@ -384,14 +384,17 @@ def damd_attention(damd: DAMD, teacher_levels: Sequence[Tensor]) -> dict[str, di
         teacher_levels: the teacher's five level maps L0..L4 (``[B, C_l, H_l, W_l]``).
 
     Returns:
-        ``{"spatial": {level: [B, H_l, W_l]}, "channel": {level: [B, C_l]}}`` for the spatial
-        levels (L0–L2) and the semantic levels (L2–L4); each map or vector sums to one.
+        ``{"spatial": {level: [B, H_l, W_l]}, "channel": {level: [B, C_l]}}`` on the CPU, for
+        the spatial levels (L0–L2) and the semantic levels (L2–L4); each map or vector sums
+        to one.
     """
+    device = next(damd.parameters()).device
+    maps = [level.float().to(device) for level in teacher_levels]
     spatial = {
-        level: attention(teacher_levels[level].float()).reshape(teacher_levels[level].shape[0], *teacher_levels[level].shape[-2:])
+        level: attention(maps[level]).reshape(maps[level].shape[0], *maps[level].shape[-2:]).cpu()
         for attention, level in zip(damd.spatial_attention, SPATIAL_LEVELS)
     }
-    channel = {level: attention(teacher_levels[level].float()) for attention, level in zip(damd.channel_attention, SEMANTIC_LEVELS)}
+    channel = {level: attention(maps[level]).cpu() for attention, level in zip(damd.channel_attention, SEMANTIC_LEVELS)}
     return {"spatial": spatial, "channel": channel}
 
 
@@ -524,11 +527,11 @@ def diagnose_model(
                 result.band_gains[modality] = gains
                 result.spectra[modality] = spectra
         if damd is not None:
-            damd = damd.eval()
+            damd.eval()
             result.damd_spatial, result.damd_channel = {}, {}
             for teacher in model.modalities:
                 levels = [level[:damd_pairs] for level in probes[teacher].levels]
-                attention = damd_attention(damd.to("cpu"), levels)
+                attention = damd_attention(damd, levels)
                 result.damd_spatial[teacher] = attention["spatial"]
                 result.damd_channel[teacher] = attention["channel"]
     finally:
@@ -557,7 +560,7 @@ def _read_log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _damd_of(checkpoint: Path, state: dict, config) -> tuple[DAMD | None, str]:
+def _damd_of(checkpoint: Path, state: dict, config: Config, level_channels: tuple[int, ...]) -> tuple[DAMD | None, str]:
     """The run's DAMD attention modules: from ``checkpoint`` when it holds the objective
     (``last.pt``), else from ``last.pt`` beside it; with a note saying which."""
     if not config.loss.damd:
@@ -577,8 +580,7 @@ def _damd_of(checkpoint: Path, state: dict, config) -> tuple[DAMD | None, str]:
         return None, f"no DAMD diagnostics: neither {checkpoint.name} nor a last.pt beside it holds the DAMD modules"
     prefix = "damd."
     damd_state = {key[len(prefix) :]: value for key, value in objective.items() if key.startswith(prefix)}
-    channels = model_from_config(config, load_pretrained=False).level_channels
-    damd = DAMD(channels, config.loss.damd_reduction)
+    damd = DAMD(level_channels, config.loss.damd_reduction)
     damd.load_state_dict(damd_state)
     return damd, note
 
@@ -647,7 +649,7 @@ def diagnose_checkpoint(
     shown = {m: torch.stack([_geometry(data, raw[m][i]["image"]) for i in picked]) for m in modalities}
     prepared = {m: torch.stack([transforms[m](raw[m][i]["image"]) for i in picked]) for m in modalities}
     masks = read_masks(data, [raw[modalities[0]].ids[i] for i in picked])
-    damd, damd_note = _damd_of(checkpoint, state, config)
+    damd, damd_note = _damd_of(checkpoint, state, config, loaded.level_channels)
     diagnostics = diagnose_model(
         model, prepared, masks=masks, damd=damd, log=_read_log(checkpoint.parent), batch_size=config.eval.batch_size
     )
@@ -706,8 +708,10 @@ def diagnostics_markdown(diagnostics: ModuleDiagnostics, paths: Mapping[str, Pat
         lines += [
             "### Distance from the identity",
             "",
-            "Relative change each module makes to what passes through it (0 = still the identity it starts as) "
-            "and the RMS of the parameters whose zero initialisation makes it the identity.",
+            (
+                "Relative change each module makes to what passes through it (0 = still the identity it starts as) "
+                "and the RMS of the parameters whose zero initialisation makes it the identity."
+            ),
             "",
             "| module | " + " | ".join(f"{m} change | {m} param RMS" for m in modalities) + " |",
             "|---|" + "---|---|" * len(modalities),
