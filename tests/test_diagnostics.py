@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_overrides
 
+from conftest import tiny_overrides
 from fgmd.config import ModelConfig, load_config
 from fgmd.evaluation.diagnostics import (
     band_gain_stats,
@@ -79,7 +79,9 @@ def test_radial_spectrum_of_a_sinusoid_peaks_at_its_frequency():
     peak = int(torch.argmax(power))
     assert peak == 5 and abs(float(radius[peak]) - 5 / 16) < 0.5 / 16  # ring 5 (radius = its members' mean)
     # Parseval: all the energy (sum of x² = 128) sits in the two frequencies ±(3, 4) of that ring
-    members = sum(1 for ky in range(16) for kx in range(16) if round(math.hypot(min(ky, 16 - ky), min(kx, 16 - kx))) == 5)
+    members = sum(
+        1 for ky in range(16) for kx in range(16) if round(math.hypot(min(ky, 16 - ky), min(kx, 16 - kx))) == 5
+    )
     assert float(power[peak]) * members == pytest.approx(float(wave.double().square().sum()), rel=1e-6)
     assert float(power[torch.arange(len(power)) != peak].max()) < 1e-9 * float(power[peak])
 
@@ -169,7 +171,9 @@ def test_band_gains_are_the_gains_forward_applies():
 
 
 def test_band_gain_stats_by_hand():
-    gains = torch.tensor([[[1.0, 1.0, 0.5], [1.0, 1.0, 1.5]], [[1.0, 2.0, 1.0], [1.0, 0.0, 1.0]]])  # [2 images, 2 ch, 3]
+    gains = torch.tensor(
+        [[[1.0, 1.0, 0.5], [1.0, 1.0, 1.5]], [[1.0, 2.0, 1.0], [1.0, 0.0, 1.0]]]
+    )  # [2 images, 2 ch, 3]
     stats = band_gain_stats(gains)
     assert stats["mean"] == pytest.approx([1.0, 1.0, 1.0])
     assert stats["std_images"] == pytest.approx([0.0, 0.0, 0.0])  # each image's channel mean is 1
@@ -280,7 +284,9 @@ def test_diagnose_model_and_figures_on_a_random_model(tmp_path):
     assert set(paths) == {"gates", "band_gains", "spectra", "damd_attention", "identity", "json"}
     summary = json.loads(paths["json"].read_text())
     assert summary["adf_gate"]["ms"]["entropy"] == pytest.approx(1.0)
-    assert summary["fdfsp_spectra"]["ms"]["L2"]["high_with"] == pytest.approx(summary["fdfsp_spectra"]["ms"]["L2"]["high_without"], rel=1e-4)
+    assert summary["fdfsp_spectra"]["ms"]["L2"]["high_with"] == pytest.approx(
+        summary["fdfsp_spectra"]["ms"]["L2"]["high_without"], rel=1e-4
+    )
     for name in ("gates", "spectra", "identity"):
         assert paths[name].stat().st_size > 10_000
 
@@ -289,7 +295,9 @@ def test_diagnose_model_and_figures_on_a_random_model(tmp_path):
 def tiny_run(micro_dataset, tmp_path_factory):
     """A full FG-MD run of 1 epoch at 64 px on the generated data (which has masks/)."""
     run = tmp_path_factory.mktemp("diag") / "run"
-    config = load_config(None, tiny_overrides(micro_dataset, run, **{"train.epochs": 1, "data.image_size": 64, "data.resize": 68}))
+    config = load_config(
+        None, tiny_overrides(micro_dataset, run, **{"train.epochs": 1, "data.image_size": 64, "data.resize": 68})
+    )
     fit(config, progress=False)
     return config, run
 
@@ -317,9 +325,20 @@ def test_report_and_cli_write_the_diagnostics(tiny_run, tmp_path):
     page = generate_report(run, out_dir=tmp_path / "report", num_queries=2, top_k=3)
     text = page.read_text()
     assert "## Module diagnostics" in text and "| FDFSP L2 |" in text and "gate mass on target" in text
-    for name in ("adf_gates.png", "fdfsp_spectra.png", "fdfsp_band_gains.png", "identity_distance.png", "damd_attention.png"):
+    for name in (
+        "adf_gates.png",
+        "fdfsp_spectra.png",
+        "fdfsp_band_gains.png",
+        "identity_distance.png",
+        "damd_attention.png",
+    ):
         assert (tmp_path / "report" / name).stat().st_size > 5_000 and f"({name})" in text
     summary = json.loads((tmp_path / "report" / "diagnostics.json").read_text())
     assert set(summary["identity_distance"]) == {"ms", "pan"}
     assert main(["diagnose", str(run / "best.pt"), "--images", "3", "--out", str(tmp_path / "cli")]) == 0
-    assert json.loads((tmp_path / "cli" / "diagnostics.json").read_text())["adf_gate"]["pan"]["entropy_per_image"].__len__() == 3
+    assert (
+        json.loads((tmp_path / "cli" / "diagnostics.json").read_text())["adf_gate"]["pan"][
+            "entropy_per_image"
+        ].__len__()
+        == 3
+    )

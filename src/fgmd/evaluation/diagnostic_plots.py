@@ -39,7 +39,9 @@ def _overlay(axis, image: torch.Tensor, heat: torch.Tensor, size: int = 96, mask
     axis.set_yticks([])
 
 
-def plot_gate_overlays(path: Path, diagnostics, images: Mapping[str, torch.Tensor], masks: torch.Tensor | None, count: int) -> Path:
+def plot_gate_overlays(
+    path: Path, diagnostics, images: Mapping[str, torch.Tensor], masks: torch.Tensor | None, count: int
+) -> Path:
     """One row per modality: the first ``count`` images with their ADF gate overlaid.
 
     Each overlay is stretched to its own gate's range, printed above it with the gate's
@@ -90,7 +92,16 @@ def plot_band_gains(path: Path, band_gains: Mapping[str, Mapping[int, Mapping[st
             spread = np.array([band_gains[modality][level]["std_images"][band] for level in levels])
             low = np.array([band_gains[modality][level]["min"][band] for level in levels])
             high = np.array([band_gains[modality][level]["max"][band] for level in levels])
-            axis.bar(x + offset, mean - 1.0, bottom=1.0, width=0.24, color=colour, label=f"{name} band", yerr=spread, capsize=3)
+            axis.bar(
+                x + offset,
+                mean - 1.0,
+                bottom=1.0,
+                width=0.24,
+                color=colour,
+                label=f"{name} band",
+                yerr=spread,
+                capsize=3,
+            )
             axis.plot(x + offset, low, "x", color="k", markersize=4)
             axis.plot(x + offset, high, "x", color="k", markersize=4)
         axis.axhline(1.0, color="k", linestyle="--", linewidth=0.8, label="identity (g = 1)")
@@ -123,12 +134,21 @@ def plot_spectra(path: Path, spectra: Mapping[str, Mapping[int, Mapping]]) -> Pa
             radius = np.asarray(entry["radius"])
             without, with_block = np.asarray(entry["without"]), np.asarray(entry["with"])
             keep = radius > 0  # DC (the map's mean) left out: it dwarfs the rest
-            axis.semilogy(radius[keep], without[keep], "--o", markersize=3, color="C7", label="without FDFSP")
+            axis.semilogy(
+                radius[keep], without[keep], linestyle="--", marker="o", markersize=3, color="C7", label="without FDFSP"
+            )
             axis.semilogy(radius[keep], with_block[keep], "-o", markersize=3, color="C3", label="with FDFSP")
             axis.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
             axis.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
             ratio_axis = axis.twinx()
-            ratio_axis.plot(radius[keep], with_block[keep] / without[keep], ":", color="C2", linewidth=1.5, label="ratio with / without")
+            ratio_axis.plot(
+                radius[keep],
+                with_block[keep] / without[keep],
+                ":",
+                color="C2",
+                linewidth=1.5,
+                label="ratio with / without",
+            )
             ratio_axis.axhline(1.0, color="C2", alpha=0.4, linewidth=0.8)
             ratio_axis.tick_params(labelsize=7, colors="C2")
             size = "x".join(str(v) for v in entry.get("size", ()))
@@ -163,7 +183,13 @@ def plot_damd_attention(path: Path, diagnostics, images: Mapping[str, torch.Tens
     height = _CELL * 1.2 * len(rows) + 0.6
     figure = _figure(_CELL * (columns + 1.5), height)
     grid = figure.add_gridspec(
-        len(rows), columns, width_ratios=[1] * (columns - 1) + [2], top=1 - 0.55 / height, bottom=0.04, hspace=0.4, wspace=0.15
+        len(rows),
+        columns,
+        width_ratios=[1] * (columns - 1) + [2],
+        top=1 - 0.55 / height,
+        bottom=0.04,
+        hspace=0.4,
+        wspace=0.15,
     )
     for row, (teacher, index) in enumerate(rows):
         axis = figure.add_subplot(grid[row, 0])
@@ -176,7 +202,10 @@ def plot_damd_attention(path: Path, diagnostics, images: Mapping[str, torch.Tens
             axis = figure.add_subplot(grid[row, column + 1])
             _overlay(axis, images[teacher][index], attention)
             cells = attention.numel()
-            axis.set_title(f"L{level} ×{cells}: {float(attention.min()) * cells:.2f}–{float(attention.max()) * cells:.2f}", fontsize=6.5)
+            axis.set_title(
+                f"L{level} ×{cells}: {float(attention.min()) * cells:.2f}–{float(attention.max()) * cells:.2f}",
+                fontsize=6.5,
+            )
         axis = figure.add_subplot(grid[row, columns - 1])
         for level, weights in diagnostics.damd_channel[teacher].items():
             w = np.sort(weights[index].numpy())[::-1] * weights.shape[1]
@@ -208,7 +237,14 @@ def plot_damd_terms(path: Path, terms: Mapping[str, Sequence[float]]) -> Path:
     left.set(xlabel="epoch", ylabel="unweighted value", title="DAMD terms")
     for name, values in terms.items():
         if name.endswith("_weighted"):
-            right.semilogy(epochs, np.maximum(values, 1e-12), "-o", markersize=3, label=name.removesuffix("_weighted"), linewidth=2.5 if name == "damd_weighted" else 1.2)
+            right.semilogy(
+                epochs,
+                np.maximum(values, 1e-12),
+                "-o",
+                markersize=3,
+                label=name.removesuffix("_weighted"),
+                linewidth=2.5 if name == "damd_weighted" else 1.2,
+            )
     right.set(xlabel="epoch", ylabel="weighted value (log)", title="weighted terms of the loss")
     for axis in (left, right):
         axis.grid(alpha=0.3, which="both")
@@ -242,7 +278,10 @@ def plot_identity_distance(path: Path, identity: Mapping[str, Sequence[Mapping]]
     axis.set_yticks(np.arange(len(modules)), modules)
     axis.invert_yaxis()
     axis.set_xlim(0, max(largest * 1.45, 1e-3))
-    axis.set(xlabel="relative change ||after - before|| / ||before|| (0 = identity)", title="How far each module moved from the identity")
+    axis.set(
+        xlabel="relative change ||after - before|| / ||before|| (0 = identity)",
+        title="How far each module moved from the identity",
+    )
     axis.grid(alpha=0.3, axis="x")
     axis.legend(fontsize=8, loc="lower right")
     figure.tight_layout()

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -47,7 +47,8 @@ from torch import Tensor
 from fgmd.config import Config, DataConfig, ModalityConfig
 from fgmd.data.datasets import build_dataset
 from fgmd.data.io import read_image
-from fgmd.data.transforms import ModalityTransform, build_transforms
+from fgmd.data.preprocess import build_preprocessor
+from fgmd.data.transforms import ModalityTransform
 from fgmd.models import load_run
 from fgmd.models.adf import ADF
 from fgmd.models.encoder import ModalityEncoder
@@ -63,6 +64,7 @@ __all__ = [
     "EncoderProbe",
     "ModuleDiagnostics",
     "probe_encoder",
+    "fdfsp_blocks",
     "gate_contrast",
     "gate_entropy",
     "gate_target_share",
@@ -123,6 +125,13 @@ class EncoderProbe:
     final: Tensor | None = None
 
 
+def fdfsp_blocks(encoder: ModalityEncoder) -> list[tuple[int, FDFSP]]:
+    """``[(level, block)]`` of the encoder's FDFSP blocks (empty without FDFSP)."""
+    if encoder.fdfsp is None:
+        return []
+    return [(int(level), cast(FDFSP, block)) for level, block in encoder.fdfsp.items()]
+
+
 @contextmanager
 def _hooks(encoder: ModalityEncoder, captured: dict) -> Iterator[None]:
     handles = []
@@ -133,9 +142,8 @@ def _hooks(encoder: ModalityEncoder, captured: dict) -> Iterator[None]:
 
         return hook
 
-    if encoder.fdfsp is not None:
-        for level, block in encoder.fdfsp.items():
-            handles.append(block.register_forward_hook(keep(f"fdfsp{level}")))
+    for level, block in fdfsp_blocks(encoder):
+        handles.append(block.register_forward_hook(keep(f"fdfsp{level}")))
     if encoder.adf is not None:
         handles.append(encoder.adf.register_forward_hook(keep("adf")))
     handles.append(encoder.pool.register_forward_hook(keep("pool")))
@@ -164,12 +172,11 @@ def probe_encoder(encoder: ModalityEncoder, images: Tensor, batch_size: int = 32
 
     probe = EncoderProbe(levels=tuple(torch.cat(level) for level in levels))
     probe.final = cat("pool", lambda args, out: args[0])
-    if encoder.fdfsp is not None:
-        for level in encoder.fdfsp:
-            name = f"fdfsp{level}"
-            probe.fdfsp_in[int(level)] = cat(name, lambda args, out: args[0])
-            probe.fdfsp_stage_input[int(level)] = cat(name, lambda args, out: args[1])
-            probe.fdfsp_out[int(level)] = cat(name, lambda args, out: out)
+    for level, _ in fdfsp_blocks(encoder):
+        name = f"fdfsp{level}"
+        probe.fdfsp_in[level] = cat(name, lambda args, out: args[0])
+        probe.fdfsp_stage_input[level] = cat(name, lambda args, out: args[1])
+        probe.fdfsp_out[level] = cat(name, lambda args, out: out)
     if encoder.adf is not None:
         probe.adf_in = cat("adf", lambda args, out: args[0])
         probe.adf_out = cat("adf", lambda args, out: out[0])
@@ -231,7 +238,7 @@ def gate_target_share(gate: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         target's share of the area: the mass share of a uniform gate). A gate that favours
         the target has ``mass_share > area_share``.
     """
-    coverage = _to_grid(mask, tuple(gate.shape[-2:])).flatten(1).double()
+    coverage = _to_grid(mask, (int(gate.shape[-2]), int(gate.shape[-1]))).flatten(1).double()
     weights = gate.flatten(1).double()
     mass = (weights * coverage).sum(dim=1) / weights.sum(dim=1).clamp_min(_EPS)
     return mass.float(), coverage.mean(dim=1).float()
@@ -342,18 +349,16 @@ def identity_distance(encoder: ModalityEncoder, probe: EncoderProbe) -> list[dic
     0 at initialisation (up to float rounding); 0.05 means the module changes what passes
     through it by 5 %.
     """
-    rows = []
-    if encoder.fdfsp is not None:
-        for level, block in encoder.fdfsp.items():
-            level = int(level)
-            rows.append(
-                {
-                    "module": f"FDFSP L{level}",
-                    "parameter_rms": identity_parameter_rms(block),
-                    "output_change": _relative_change(probe.fdfsp_out[level], probe.fdfsp_in[level]),
-                }
-            )
-    if encoder.adf is not None:
+    rows: list[dict] = []
+    for level, block in fdfsp_blocks(encoder):
+        rows.append(
+            {
+                "module": f"FDFSP L{level}",
+                "parameter_rms": identity_parameter_rms(block),
+                "output_change": _relative_change(probe.fdfsp_out[level], probe.fdfsp_in[level]),
+            }
+        )
+    if encoder.adf is not None and probe.adf_out is not None and probe.adf_in is not None and probe.final is not None:
         rows.append(
             {
                 "module": "ADF L4",
@@ -438,7 +443,7 @@ class ModuleDiagnostics:
     gates: dict[str, Tensor] = field(default_factory=dict)
     gate_stats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     band_gains: dict[str, dict[int, dict[str, list[float]]]] = field(default_factory=dict)
-    spectra: dict[str, dict[int, dict[str, list[float] | float]]] = field(default_factory=dict)
+    spectra: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     identity: dict[str, list[dict]] = field(default_factory=dict)
     damd_spatial: dict[str, dict[int, Tensor]] | None = None
     damd_channel: dict[str, dict[int, Tensor]] | None = None
@@ -448,15 +453,19 @@ class ModuleDiagnostics:
     def summary(self) -> dict:
         """JSON-ready numbers (no maps): what ``diagnostics.json`` holds."""
         out: dict = {"modalities": list(self.modalities), "notes": list(self.notes)}
-        gate = {}
+        gate: dict[str, dict[str, Any]] = {}
         for modality, stats in self.gate_stats.items():
             gate[modality] = {key: float(np.mean(values)) for key, values in stats.items()}
             gate[modality].update({f"{key}_per_image": list(values) for key, values in stats.items()})
         out["adf_gate"] = gate
-        out["fdfsp_band_gains"] = {m: {f"L{level}": s for level, s in levels.items()} for m, levels in self.band_gains.items()}
-        out["fdfsp_spectra"] = {m: {f"L{level}": s for level, s in levels.items()} for m, levels in self.spectra.items()}
+        out["fdfsp_band_gains"] = {
+            m: {f"L{level}": s for level, s in levels.items()} for m, levels in self.band_gains.items()
+        }
+        out["fdfsp_spectra"] = {
+            m: {f"L{level}": s for level, s in levels.items()} for m, levels in self.spectra.items()
+        }
         out["identity_distance"] = self.identity
-        if self.damd_channel is not None:
+        if self.damd_channel is not None and self.damd_spatial is not None:
             out["damd_channel_weights_cv"] = {
                 m: {f"L{level}": float(coefficient_of_variation(w).mean()) for level, w in levels.items()}
                 for m, levels in self.damd_channel.items()
@@ -497,7 +506,7 @@ def diagnose_model(
     probes = {}
     try:
         for modality in model.modalities:
-            encoder = model.encoders[modality]
+            encoder = model.encoder(modality)
             probe = probe_encoder(encoder, images[modality], batch_size)
             probes[modality] = probe
             result.identity[modality] = identity_distance(encoder, probe)
@@ -508,10 +517,10 @@ def diagnose_model(
                     mass, area = gate_target_share(probe.gate, masks)
                     stats.update({"target_share": mass.tolist(), "area_share": area.tolist()})
                 result.gate_stats[modality] = stats
-            if encoder.fdfsp is not None:
+            blocks = fdfsp_blocks(encoder)
+            if blocks:
                 gains, spectra = {}, {}
-                for level, block in encoder.fdfsp.items():
-                    level = int(level)
+                for level, block in blocks:
                     before, after = probe.fdfsp_in[level], probe.fdfsp_out[level]
                     gains[level] = band_gain_stats(block.band_gains(before.to(next(block.parameters()).device)).cpu())
                     radius, without = radial_power_spectrum(before)
@@ -641,13 +650,13 @@ def diagnose_checkpoint(
     loaded, config, state = load_run(checkpoint, overrides)
     model = model if model is not None else loaded.to(resolve_device(config.train.device))
     data = config.data
-    transforms = build_transforms(data, train=False)
     split = build_dataset(data, data.query_split)
     modalities = list(data.modalities)
-    raw = {m: split.images(m) for m in modalities}
+    raw = {m: split.images(m) for m in modalities}  # decoded, for display
+    inputs = {m: split.images(m, build_preprocessor(data, m)) for m in modalities}  # encoder inputs
     picked = _one_per_class(raw[modalities[0]].labels, num_images)
     shown = {m: torch.stack([_geometry(data, raw[m][i]["image"]) for i in picked]) for m in modalities}
-    prepared = {m: torch.stack([transforms[m](raw[m][i]["image"]) for i in picked]) for m in modalities}
+    prepared = {m: torch.stack([inputs[m][i]["image"] for i in picked]) for m in modalities}
     masks = read_masks(data, [raw[modalities[0]].ids[i] for i in picked])
     damd, damd_note = _damd_of(checkpoint, state, config, loaded.level_channels)
     diagnostics = diagnose_model(
@@ -655,7 +664,8 @@ def diagnose_checkpoint(
     )
     diagnostics.notes.append(
         f"{checkpoint} on {len(picked)} pairs of split '{data.query_split}' (cycling over the classes), "
-        f"{data.image_size}x{data.image_size} px" + ("; target masks from the dataset's masks/ folder" if masks is not None else "")
+        f"{data.image_size}x{data.image_size} px"
+        + ("; target masks from the dataset's masks/ folder" if masks is not None else "")
     )
     if damd_note:
         diagnostics.notes.append(damd_note)
@@ -701,7 +711,12 @@ def write_diagnostics(
 def diagnostics_markdown(diagnostics: ModuleDiagnostics, paths: Mapping[str, Path]) -> str:
     """The "Module diagnostics" section of a report: the numbers as tables and the figures
     written by :func:`write_diagnostics` (linked by file name, relative to the report)."""
-    lines = ["## Module diagnostics", "", "What each FG-MD module does in this model (how to read it: docs/MODULES.md).", ""]
+    lines = [
+        "## Module diagnostics",
+        "",
+        "What each FG-MD module does in this model (how to read it: docs/MODULES.md).",
+        "",
+    ]
     lines += [f"- {note}" for note in diagnostics.notes] + [""]
     modalities = list(diagnostics.modalities)
     if any(diagnostics.identity.values()):
@@ -726,25 +741,49 @@ def diagnostics_markdown(diagnostics: ModuleDiagnostics, paths: Mapping[str, Pat
             lines.append(f"| {module} | " + " | ".join(cells) + " |")
         lines += ["", f"![identity distance]({paths['identity'].name})", ""]
     if diagnostics.gate_stats:
-        lines += ["### ADF gate", "", "| modality | contrast (cv, 0 = uniform) | entropy (1 = uniform) | gate mass on target | target area |", "|---|---|---|---|---|"]
+        lines += [
+            "### ADF gate",
+            "",
+            "| modality | contrast (cv, 0 = uniform) | entropy (1 = uniform) | gate mass on target | target area |",
+            "|---|---|---|---|---|",
+        ]
         for m, stats in diagnostics.gate_stats.items():
             target = f"{np.mean(stats['target_share']):.3f}" if "target_share" in stats else "– (no masks)"
             area = f"{np.mean(stats['area_share']):.3f}" if "area_share" in stats else "–"
-            lines.append(f"| {m} | {np.mean(stats['contrast']):.3f} | {np.mean(stats['entropy']):.3f} | {target} | {area} |")
+            lines.append(
+                f"| {m} | {np.mean(stats['contrast']):.3f} | {np.mean(stats['entropy']):.3f} | {target} | {area} |"
+            )
         lines.append("")
         if "gates" in paths:
             lines += [f"![ADF gates]({paths['gates'].name})", ""]
     if diagnostics.band_gains:
-        lines += ["### FDFSP", "", "| modality | level | gain low / mid / high (mean ± std over images) | high-band power without → with |", "|---|---|---|---|"]
+        lines += [
+            "### FDFSP",
+            "",
+            "| modality | level | gain low / mid / high (mean ± std over images) | high-band power without → with |",
+            "|---|---|---|---|",
+        ]
         for m, levels in diagnostics.band_gains.items():
             for level, stats in levels.items():
                 gains = " / ".join(f"{mean:.3f} ± {std:.3f}" for mean, std in zip(stats["mean"], stats["std_images"]))
                 spectrum = diagnostics.spectra[m][level]
-                lines.append(f"| {m} | L{level} | {gains} | {spectrum['high_without']:.1%} → {spectrum['high_with']:.1%} |")
-        lines += ["", f"![FDFSP band gains]({paths['band_gains'].name})", "", f"![FDFSP spectra]({paths['spectra'].name})", ""]
+                lines.append(
+                    f"| {m} | L{level} | {gains} | {spectrum['high_without']:.1%} → {spectrum['high_with']:.1%} |"
+                )
+        lines += [
+            "",
+            f"![FDFSP band gains]({paths['band_gains'].name})",
+            "",
+            f"![FDFSP spectra]({paths['spectra'].name})",
+            "",
+        ]
     if "damd_attention" in paths or "damd_terms" in paths:
         lines += ["### DAMD", ""]
-        lines += [f"![DAMD {name}]({paths[key].name})" for key, name in (("damd_attention", "attention"), ("damd_terms", "terms")) if key in paths]
+        lines += [
+            f"![DAMD {name}]({paths[key].name})"
+            for key, name in (("damd_attention", "attention"), ("damd_terms", "terms"))
+            if key in paths
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -21,7 +21,9 @@ def _positive(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="best.pt or last.pt of a run")
     parser.add_argument("--out", help="output folder (default: <checkpoint folder>/diagnostics)")
-    parser.add_argument("--images", type=_positive, default=16, help="query pairs probed, cycling over the classes (default 16)")
+    parser.add_argument(
+        "--images", type=_positive, default=16, help="query pairs probed, cycling over the classes (default 16)"
+    )
     add_overrides(parser)
     parser.epilog = "How to read the figures and numbers: docs/MODULES.md."
 
