@@ -549,19 +549,6 @@ def diagnose_model(
     return result
 
 
-def _one_per_class(labels: Tensor, count: int) -> list[int]:
-    """Up to ``count`` indices, cycling over the classes (first label of each row) in order,
-    taking each class's items in dataset order."""
-    first = labels.argmax(1)
-    pools = [(first == label).nonzero().flatten().tolist() for label in first.unique().tolist()]
-    picked: list[int] = []
-    while len(picked) < min(count, len(labels)):
-        for pool in pools:
-            if pool and len(picked) < count:
-                picked.append(pool.pop(0))
-    return picked
-
-
 def _read_log(run_dir: Path) -> list[dict]:
     path = run_dir / "log.jsonl"
     if not path.is_file():
@@ -637,7 +624,7 @@ def diagnose_checkpoint(
     model: FGMD | None = None,
 ) -> CheckpointDiagnosis:
     """:func:`diagnose_model` of a checkpoint on ``num_images`` pairs of its query split
-    (cycling over the classes), with the run's DAMD modules and log, and the dataset's target
+    (one per class in turn, picked as the report picks its queries, seed 0), with the run's DAMD modules and log, and the dataset's target
     masks when it has them (:func:`read_masks`).
 
     Args:
@@ -654,7 +641,9 @@ def diagnose_checkpoint(
     modalities = list(data.modalities)
     raw = {m: split.images(m) for m in modalities}  # decoded, for display
     inputs = {m: split.images(m, build_preprocessor(data, m)) for m in modalities}  # encoder inputs
-    picked = _one_per_class(raw[modalities[0]].labels, num_images)
+    from fgmd.evaluation.report import _pick_queries  # here: the report module imports this one
+
+    picked = _pick_queries(raw[modalities[0]].labels, num_images, seed=0)
     shown = {m: torch.stack([_geometry(data, raw[m][i]["image"]) for i in picked]) for m in modalities}
     prepared = {m: torch.stack([inputs[m][i]["image"] for i in picked]) for m in modalities}
     masks = read_masks(data, [raw[modalities[0]].ids[i] for i in picked])
@@ -663,7 +652,7 @@ def diagnose_checkpoint(
         model, prepared, masks=masks, damd=damd, log=_read_log(checkpoint.parent), batch_size=config.eval.batch_size
     )
     diagnostics.notes.append(
-        f"{checkpoint} on {len(picked)} pairs of split '{data.query_split}' (cycling over the classes), "
+        f"{checkpoint} on {len(picked)} pairs of split '{data.query_split}' (one per class in turn), "
         f"{data.image_size}x{data.image_size} px"
         + ("; target masks from the dataset's masks/ folder" if masks is not None else "")
     )
@@ -779,12 +768,9 @@ def diagnostics_markdown(diagnostics: ModuleDiagnostics, paths: Mapping[str, Pat
         ]
     if "damd_attention" in paths or "damd_terms" in paths:
         lines += ["### DAMD", ""]
-        lines += [
-            f"![DAMD {name}]({paths[key].name})"
-            for key, name in (("damd_attention", "attention"), ("damd_terms", "terms"))
-            if key in paths
-        ]
-        lines.append("")
+        for key, name in (("damd_attention", "attention"), ("damd_terms", "terms")):
+            if key in paths:
+                lines += [f"![DAMD {name}]({paths[key].name})", ""]
     return "\n".join(lines)
 
 
