@@ -173,8 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flush-denormal", action="store_true", help="also torch.set_flush_denormal(True)")
     parser.add_argument("--no-onnx", action="store_true", help="PyTorch eager only")
     parser.add_argument("--no-eager", action="store_true", help="onnxruntime only")
-    parser.add_argument("--precisions", default="fp32",
-                        help="comma-separated onnxruntime precisions: fp32, fp16, int8, int8-pc (module docs)")
+    parser.add_argument(
+        "--precisions",
+        default="fp32",
+        help="comma-separated onnxruntime precisions: fp32, fp16, int8, int8-pc (module docs)",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
@@ -282,8 +285,16 @@ def main(argv: list[str] | None = None) -> None:
             ]
         )
     table = markdown_table(
-        ["threads", "batch", "runtime", "FG-MD branch (img/s)", "MobileNetV2 (img/s)", "FG-MD / MobileNetV2",
-         "FG-MD vs its fp32 ONNX", "goal"],
+        [
+            "threads",
+            "batch",
+            "runtime",
+            "FG-MD branch (img/s)",
+            "MobileNetV2 (img/s)",
+            "FG-MD / MobileNetV2",
+            "FG-MD vs its fp32 ONNX",
+            "goal",
+        ],
         rows,
     )
     print()

@@ -60,16 +60,28 @@ def make_checkpoint(path: Path, bits: int, image_size: int, width: float) -> Pat
     from fgmd.models import model_from_config
     from fgmd.runtime.checkpoint import save_checkpoint
 
-    config = load_config(None, [
-        "data.modality={ms: {channels: 3}, pan: {channels: 1}}",
-        f"data.image_size={image_size}",
-        f"data.resize={round(image_size * 256 / 224)}",
-        f"model.bits={bits}",
-        f"model.width_mult={width}",
-    ])
+    config = load_config(
+        None,
+        [
+            "data.modality={ms: {channels: 3}, pan: {channels: 1}}",
+            f"data.image_size={image_size}",
+            f"data.resize={round(image_size * 256 / 224)}",
+            f"model.bits={bits}",
+            f"model.width_mult={width}",
+        ],
+    )
     model = model_from_config(config)
-    save_checkpoint(path, {"config": config.to_dict(), "class_names": [], "epoch": 0, "model": model.state_dict(),
-                           "selected_on": "last", "metrics": {}})
+    save_checkpoint(
+        path,
+        {
+            "config": config.to_dict(),
+            "class_names": [],
+            "epoch": 0,
+            "model": model.state_dict(),
+            "selected_on": "last",
+            "metrics": {},
+        },
+    )
     return path
 
 
@@ -104,8 +116,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    meta = run_meta(image_size=args.image_size, width=args.width, chunk_size=args.chunk_size,
-                    batch_size=args.batch_size, workers=args.workers, threads=args.threads)
+    meta = run_meta(
+        image_size=args.image_size,
+        width=args.width,
+        chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        threads=args.threads,
+    )
     print(meta, flush=True)
     results = []
     with tempfile.TemporaryDirectory() as workdir:
@@ -118,14 +136,38 @@ def main(argv: list[str] | None = None) -> None:
             checkpoint = make_checkpoint(workdir / f"k{bits}.pt", bits, args.image_size, args.width)
             baseline = run(["baseline", str(checkpoint)], args.threads)
             for count in sizes:
-                folder = make_folder(workdir / f"imgs_{count}", count, sources) if not (
-                    workdir / f"imgs_{count}").exists() else workdir / f"imgs_{count}"
+                folder = (
+                    make_folder(workdir / f"imgs_{count}", count, sources)
+                    if not (workdir / f"imgs_{count}").exists()
+                    else workdir / f"imgs_{count}"
+                )
                 out = workdir / f"k{bits}_{count}.fgidx"
                 start = time.perf_counter()
-                measured = run(["index", "index", "--checkpoint", str(checkpoint), "--modality", "pan", "--folder",
-                                str(folder), "--recursive", "--out", str(out), "--chunk-size", str(args.chunk_size),
-                                "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--quiet",
-                                "--device", "cpu"], args.threads)
+                measured = run(
+                    [
+                        "index",
+                        "index",
+                        "--checkpoint",
+                        str(checkpoint),
+                        "--modality",
+                        "pan",
+                        "--folder",
+                        str(folder),
+                        "--recursive",
+                        "--out",
+                        str(out),
+                        "--chunk-size",
+                        str(args.chunk_size),
+                        "--batch-size",
+                        str(args.batch_size),
+                        "--workers",
+                        str(args.workers),
+                        "--quiet",
+                        "--device",
+                        "cpu",
+                    ],
+                    args.threads,
+                )
                 wall = time.perf_counter() - start
                 from fgmd.retrieval import Index
 
@@ -148,17 +190,39 @@ def main(argv: list[str] | None = None) -> None:
                     "images_per_s": count / measured["seconds"],
                 }
                 results.append(record)
-                print(f"N={count} K={bits}: {record['bytes_per_image']:.2f} B/image, peak RSS "
-                      f"{record['peak_rss_mib']:.0f} MiB (baseline {record['baseline_rss_mib']:.0f}), "
-                      f"{record['images_per_s']:.0f} img/s", flush=True)
+                print(
+                    f"N={count} K={bits}: {record['bytes_per_image']:.2f} B/image, peak RSS "
+                    f"{record['peak_rss_mib']:.0f} MiB (baseline {record['baseline_rss_mib']:.0f}), "
+                    f"{record['images_per_s']:.0f} img/s",
+                    flush=True,
+                )
                 out.unlink()
     table = markdown_table(
-        ["N", "K", "file (bytes)", "bytes/image", "= code + id+newline (+ fixed/N)", "peak RSS (MiB)",
-         "largest worker (MiB)", "load-model-only RSS (MiB)", "images/s"],
-        [[f"{r['n_images']:,}", r["bits"], f"{r['file_bytes']:,}", f"{r['bytes_per_image']:.2f}",
-          f"{r['code_bytes_per_image']:.0f} + {r['id_bytes_per_image']:.0f} (+ {r['fixed_bytes'] / r['n_images']:.2f})",
-          f"{r['peak_rss_mib']:.0f}", f"{r['peak_rss_workers_mib']:.0f}", f"{r['baseline_rss_mib']:.0f}",
-          f"{r['images_per_s']:.0f}"] for r in results],
+        [
+            "N",
+            "K",
+            "file (bytes)",
+            "bytes/image",
+            "= code + id+newline (+ fixed/N)",
+            "peak RSS (MiB)",
+            "largest worker (MiB)",
+            "load-model-only RSS (MiB)",
+            "images/s",
+        ],
+        [
+            [
+                f"{r['n_images']:,}",
+                r["bits"],
+                f"{r['file_bytes']:,}",
+                f"{r['bytes_per_image']:.2f}",
+                f"{r['code_bytes_per_image']:.0f} + {r['id_bytes_per_image']:.0f} (+ {r['fixed_bytes'] / r['n_images']:.2f})",
+                f"{r['peak_rss_mib']:.0f}",
+                f"{r['peak_rss_workers_mib']:.0f}",
+                f"{r['baseline_rss_mib']:.0f}",
+                f"{r['images_per_s']:.0f}",
+            ]
+            for r in results
+        ],
     )
     print()
     print(table)

@@ -82,7 +82,9 @@ def encode_model_codes(checkpoint: Path, out: Path, pool_modality: str | None, p
         encode_images(model, build_dataset(data, split).images(pool_modality, transforms[pool_modality]))
         for split in pool_splits
     ]
-    queries = encode_images(model, build_dataset(data, data.query_split).images(query_modality, transforms[query_modality]))
+    queries = encode_images(
+        model, build_dataset(data, data.query_split).images(query_modality, transforms[query_modality])
+    )
     np.savez(
         out,
         pool=pack_codes(np.concatenate([p.numpy() for p in pool])),
@@ -213,7 +215,11 @@ def run_config(args, n_items: int, bits: int, kind: str, workdir: Path) -> list[
         start = time.perf_counter()
         engine = index.backend(backend, mih_substrings=substrings)
         build = time.perf_counter() - start
-        extra = {"substrings": engine.substrings, "mih_bytes_per_item": engine.nbytes / n_items} if engine.name == "mih" else {}
+        extra = (
+            {"substrings": engine.substrings, "mih_bytes_per_item": engine.nbytes / n_items}
+            if engine.name == "mih"
+            else {}
+        )
         methods[label] = {
             "batch": lambda q: index.search(q, args.k, backend, mih_substrings=substrings),
             "build_s": build,
@@ -228,7 +234,11 @@ def run_config(args, n_items: int, bits: int, kind: str, workdir: Path) -> list[
             fgmd_method(f"fgmd mih (m={m or 'default'})", "mih", m)
     if auto_name != "faiss":
         fgmd_method("fgmd faiss (flat, exact ties)", "faiss")
-    methods["faiss IndexBinaryFlat (raw)"] = {"batch": lambda q: flat.search(q, args.k), "build_s": 0.0, "exact": "ties"}
+    methods["faiss IndexBinaryFlat (raw)"] = {
+        "batch": lambda q: flat.search(q, args.k),
+        "build_s": 0.0,
+        "exact": "ties",
+    }
     if args.numpy_max_items >= n_items:
         fgmd_method("numpy brute force", "numpy")
 
@@ -242,7 +252,9 @@ def run_config(args, n_items: int, bits: int, kind: str, workdir: Path) -> list[
         if multihash is None:
             print(f"  faiss IndexBinaryMultiHash: no exact setting among {settings['tried']}", flush=True)
         else:
-            label = f"faiss IndexBinaryMultiHash (nhash={settings['nhash']}, b={settings['b']}, nflip={settings['nflip']})"
+            label = (
+                f"faiss IndexBinaryMultiHash (nhash={settings['nhash']}, b={settings['b']}, nflip={settings['nflip']})"
+            )
             methods[label] = {
                 "batch": lambda q, index=multihash: index.search(q, args.k),
                 "build_s": settings["build_s"],
@@ -265,7 +277,10 @@ def run_config(args, n_items: int, bits: int, kind: str, workdir: Path) -> list[
         for nprobe in args.nprobe:
             if nprobe <= ivf_nlist:
                 methods[f"faiss IndexBinaryIVF (nlist={ivf_nlist}, nprobe={nprobe})"] = {
-                    "batch": lambda q, p=nprobe: ivf_search(q, p), "build_s": ivf_build, "exact": "approx"}
+                    "batch": lambda q, p=nprobe: ivf_search(q, p),
+                    "build_s": ivf_build,
+                    "exact": "approx",
+                }
         if n_items <= args.hnsw_max_items:
             start = time.perf_counter()
             hnsw = faiss.IndexBinaryHNSW(bits, 32)
@@ -278,7 +293,10 @@ def run_config(args, n_items: int, bits: int, kind: str, workdir: Path) -> list[
 
             for ef in args.ef_search:
                 methods[f"faiss IndexBinaryHNSW (M=32, efSearch={ef})"] = {
-                    "batch": lambda q, e=ef: hnsw_search(q, e), "build_s": hnsw_build, "exact": "approx"}
+                    "batch": lambda q, e=ef: hnsw_search(q, e),
+                    "build_s": hnsw_build,
+                    "exact": "approx",
+                }
         start = time.perf_counter()
         engine = index.backend("ivf", recall_target=0.95)
         methods[f"fgmd ivf (recall target 0.95 -> nprobe={engine.nprobe} of {engine.nlist})"] = {
@@ -338,8 +356,11 @@ def run_config(args, n_items: int, bits: int, kind: str, workdir: Path) -> list[
                 "file_bytes_per_item": file_bytes / n_items,
                 "code_bytes_per_item": bits / 8,
                 "load_s": float(np.median(load_seconds)),
-                **{key: method[key] for key in ("substrings", "mih_bytes_per_item", "multihash", "calibrated_recall")
-                   if key in method},
+                **{
+                    key: method[key]
+                    for key in ("substrings", "mih_bytes_per_item", "multihash", "calibrated_recall")
+                    if key in method
+                },
             }
         )
         print(
@@ -359,7 +380,9 @@ def markdown(records: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|\n"
     )
     flat = {
-        (r["n_items"], r["bits"], r["data"]): r["queries_per_s"] for r in records if r["method"].startswith("faiss IndexBinaryFlat")
+        (r["n_items"], r["bits"], r["data"]): r["queries_per_s"]
+        for r in records
+        if r["method"].startswith("faiss IndexBinaryFlat")
     }
     rows = []
     for r in records:
@@ -384,22 +407,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mih-substrings", default="default", help="MIH m values to time ('default' or ints)")
-    parser.add_argument("--faiss-threads", type=int, default=1, help="OpenMP threads for faiss (fgmd is single-threaded)")
+    parser.add_argument(
+        "--faiss-threads", type=int, default=1, help="OpenMP threads for faiss (fgmd is single-threaded)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--numpy-max-items", type=int, default=2_000_000, help="time the numpy scan up to this N")
-    parser.add_argument("--multihash-nhash", default="1,2,4,8",
-                        help="faiss IndexBinaryMultiHash nhash values to tune over ('' to skip)")
+    parser.add_argument(
+        "--multihash-nhash", default="1,2,4,8", help="faiss IndexBinaryMultiHash nhash values to tune over ('' to skip)"
+    )
     parser.add_argument("--max-nflip", type=int, default=3, help="largest MultiHash nflip tried per nhash")
     parser.add_argument("--tune-queries", type=int, default=0, help="queries used to tune MultiHash (0: all)")
     parser.add_argument("--approximate", action="store_true", help="also time faiss IVF / HNSW and fgmd's ivf backend")
     parser.add_argument("--nprobe", default="1,2,4,8,16,32,64", help="IndexBinaryIVF nprobe sweep")
     parser.add_argument("--ef-search", default="16,64,256", help="IndexBinaryHNSW efSearch sweep")
     parser.add_argument("--hnsw-max-items", type=int, default=1_000_000, help="build IndexBinaryHNSW up to this N")
-    parser.add_argument("--model-noise", type=float, default=0.1, help="model:FILE data: largest per-bit flip probability")
-    parser.add_argument("--encode", type=Path, metavar="CHECKPOINT",
-                        help="only write the model:FILE codes of this checkpoint to --codes, then exit")
+    parser.add_argument(
+        "--model-noise", type=float, default=0.1, help="model:FILE data: largest per-bit flip probability"
+    )
+    parser.add_argument(
+        "--encode",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="only write the model:FILE codes of this checkpoint to --codes, then exit",
+    )
     parser.add_argument("--codes", type=Path, help="with --encode: the .npz to write")
-    parser.add_argument("--pool-splits", default="train,database", help="with --encode: splits of the database modality")
+    parser.add_argument(
+        "--pool-splits", default="train,database", help="with --encode: splits of the database modality"
+    )
     parser.add_argument("--pool-modality", help="with --encode: database-side modality (default: the last one)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)

@@ -45,8 +45,11 @@ def query_files(checkpoint: str, modality: str, count: int) -> list[Path]:
 
 def percentiles(values: list[float]) -> dict:
     array = np.asarray(values)
-    return {"p50": round(float(np.percentile(array, 50)), 2), "p95": round(float(np.percentile(array, 95)), 2),
-            "mean": round(float(array.mean()), 2)}
+    return {
+        "p50": round(float(np.percentile(array, 50)), 2),
+        "p95": round(float(np.percentile(array, 95)), 2),
+        "mean": round(float(array.mean()), 2),
+    }
 
 
 def main() -> int:
@@ -93,8 +96,9 @@ def main() -> int:
             def ask(i: int) -> tuple[float, dict]:
                 name, data = uploads[i % len(uploads)]
                 start = time.perf_counter()
-                answer = client.post("/api/search", data={"modality": args.modality, "k": str(args.k)},
-                                     files={"image": (name, data)})
+                answer = client.post(
+                    "/api/search", data={"modality": args.modality, "k": str(args.k)}, files={"image": (name, data)}
+                )
                 elapsed = (time.perf_counter() - start) * 1000
                 if answer.status_code != 200:
                     raise SystemExit(f"request failed: {answer.status_code} {answer.text[:500]}")
@@ -117,12 +121,19 @@ def main() -> int:
 
     results = [{"what": "request (client, end to end)", **percentiles(totals)}]
     results += [{"what": f"server {key}", **percentiles(values)} for key, values in parts.items()]
-    table = markdown_table(["ms per uploaded query", "p50", "p95", "mean"],
-                           [[r["what"], r["p50"], r["p95"], r["mean"]] for r in results])
+    table = markdown_table(
+        ["ms per uploaded query", "p50", "p95", "mean"], [[r["what"], r["p50"], r["p95"], r["mean"]] for r in results]
+    )
     print(table)
     print(f"{len(totals)} timed requests, k={args.k}, {args.modality} uploads of {len(uploads)} distinct images")
-    meta = run_meta(requests=len(totals), k=args.k, modality=args.modality, index=args.index,
-                    checkpoint=args.checkpoint, server_omp_threads=env.get("OMP_NUM_THREADS"))
+    meta = run_meta(
+        requests=len(totals),
+        k=args.k,
+        modality=args.modality,
+        index=args.index,
+        checkpoint=args.checkpoint,
+        server_omp_threads=env.get("OMP_NUM_THREADS"),
+    )
     write_json(args.out, meta, results, table)
     return 0
 

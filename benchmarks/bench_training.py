@@ -212,8 +212,11 @@ class UtilisationSampler:
 
 def old_checkout(ref: str, folder: Path) -> Path:
     """``ref`` of this repository as a detached worktree in ``folder``; returns its ``src``."""
-    subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(folder), ref],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(folder), ref],
+        check=True,
+        capture_output=True,
+    )
     return folder / "src"
 
 
@@ -230,8 +233,9 @@ def run_variant(name: str, src: Path, args, config: str, overrides: list[str]) -
     }
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["OMP_NUM_THREADS"] = str(args.threads)
-    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                          capture_output=True, text=True, env=env, cwd=str(HERE))
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env, cwd=str(HERE)
+    )
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -240,7 +244,9 @@ def run_variant(name: str, src: Path, args, config: str, overrides: list[str]) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--old", default="2ed294b", help="git ref of the old code (default: before the batched data path)")
+    parser.add_argument(
+        "--old", default="2ed294b", help="git ref of the old code (default: before the batched data path)"
+    )
     parser.add_argument("--old-src", type=Path, help="src/ folder of the old code instead of --old")
     parser.add_argument("--variants", default="old-fgmd,fgmd,fgmd-contiguous,plain")
     parser.add_argument("--data", type=Path, help="folder-layout dataset (default: the generated demo data)")
@@ -280,12 +286,16 @@ def main() -> None:
                     overrides += VARIANT_OVERRIDES.get(name, [])
                     result = run_variant(name, sources[name], args, config, overrides)
                     runs[name].append(result)
-                    print(f"{name} #{repeat}: {result['epoch_s']:.2f} s/epoch, {result['steps_per_s']:.3f} steps/s",
-                          file=sys.stderr)
+                    print(
+                        f"{name} #{repeat}: {result['epoch_s']:.2f} s/epoch, {result['steps_per_s']:.3f} steps/s",
+                        file=sys.stderr,
+                    )
         finally:
             if "old-fgmd" in variants and args.old_src is None:
-                subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tmp / "old")],
-                               capture_output=True)
+                subprocess.run(
+                    ["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tmp / "old")],
+                    capture_output=True,
+                )
 
     def median(name, key):
         values = [r[key] for r in runs[name] if r.get(key) is not None]
@@ -299,18 +309,38 @@ def main() -> None:
         spread = [r["steps_per_s"] for r in runs[name]]
         mining = median(name, "mining_s")
         gpu = median(name, "gpu_utilisation")
-        rows.append([
-            name, runs[name][0]["steps_per_epoch"], f"{median(name, 'epoch_s'):.2f}",
-            f"{sps:.3f} ({min(spread):.3f}–{max(spread):.3f})", f"{median(name, 'images_per_s'):.0f}",
-            f"{mining:.3f}" if mining is not None else "–",
-            f"{sps / base:.2f}×" if base else "–", f"{fgmd / sps:.2f}×" if fgmd else "–",
-            f"{median(name, 'build_s'):.1f}", f"{median(name, 'peak_rss_mib'):.0f}",
-            f"{gpu:.0f}%" if gpu is not None else "–",
-        ])
+        rows.append(
+            [
+                name,
+                runs[name][0]["steps_per_epoch"],
+                f"{median(name, 'epoch_s'):.2f}",
+                f"{sps:.3f} ({min(spread):.3f}–{max(spread):.3f})",
+                f"{median(name, 'images_per_s'):.0f}",
+                f"{mining:.3f}" if mining is not None else "–",
+                f"{sps / base:.2f}×" if base else "–",
+                f"{fgmd / sps:.2f}×" if fgmd else "–",
+                f"{median(name, 'build_s'):.1f}",
+                f"{median(name, 'peak_rss_mib'):.0f}",
+                f"{gpu:.0f}%" if gpu is not None else "–",
+            ]
+        )
         results.append({"variant": name, "runs": runs[name]})
     table = markdown_table(
-        ["variant", "steps/epoch", "epoch s", "steps/s (min–max)", "images/s", "mining s/epoch", "vs old-fgmd",
-         "fgmd vs this", "build s", "peak RSS MiB", "GPU util."], rows)
+        [
+            "variant",
+            "steps/epoch",
+            "epoch s",
+            "steps/s (min–max)",
+            "images/s",
+            "mining s/epoch",
+            "vs old-fgmd",
+            "fgmd vs this",
+            "build s",
+            "peak RSS MiB",
+            "GPU util.",
+        ],
+        rows,
+    )
     phase_rows = []
     for name in variants:
         profiles = [r["profile"] for r in runs[name] if "profile" in r]
@@ -319,20 +349,29 @@ def main() -> None:
             means = {p: statistics.median(pr[p] for pr in profiles) * 1000 for p in phases}
             phase_rows.append([name, *(f"{means[p]:.1f}" for p in phases), f"{sum(means.values()):.1f}"])
     if phase_rows:
-        table += "\nms per step (phases timed with a device sync at each boundary):\n\n" + markdown_table(["variant", "data", "forward", "backward", "optimiser", "sum"],
-                                                       phase_rows)
+        table += "\nms per step (phases timed with a device sync at each boundary):\n\n" + markdown_table(
+            ["variant", "data", "forward", "backward", "optimiser", "sum"], phase_rows
+        )
     trunks = [r["trunk_fwd_bwd_s"] for r in runs.get("plain", []) if "trunk_fwd_bwd_s" in r]
     if trunks:
-        table += "\nbare torchvision MobileNetV2 trunk, forward + backward of 3B images, s: " + ", ".join(
-            f"{layout} {statistics.median(t[layout] for t in trunks):.3f}" for layout in trunks[0]) + "\n"
+        table += (
+            "\nbare torchvision MobileNetV2 trunk, forward + backward of 3B images, s: "
+            + ", ".join(f"{layout} {statistics.median(t[layout] for t in trunks):.3f}" for layout in trunks[0])
+            + "\n"
+        )
     print(table)
     for name in variants:
         for r in runs[name]:
             if "torch_profile" in r.get("profile", {}):
                 print(f"torch.profiler, {name}:\n{r['profile']['torch_profile']}")
                 break
-    meta = run_meta(old=args.old if args.old_src is None else str(args.old_src),
-                    threads=args.threads, epochs=args.epochs, repeats=args.repeats, data=str(args.data or "demo"))
+    meta = run_meta(
+        old=args.old if args.old_src is None else str(args.old_src),
+        threads=args.threads,
+        epochs=args.epochs,
+        repeats=args.repeats,
+        data=str(args.data or "demo"),
+    )
     write_json(args.out, meta, results, table)
 
 

@@ -48,8 +48,10 @@ def main() -> int:
         time.sleep(0.05)
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                                 args=["--no-sandbox", "--disable-dev-shm-usage"])
+            browser = playwright.chromium.launch(
+                executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                args=["--no-sandbox", "--disable-dev-shm-usage"],
+            )
             page = browser.new_page(viewport={"width": args.width, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_selector(f"#modality-{args.modality}")

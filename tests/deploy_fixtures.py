@@ -72,7 +72,9 @@ def other_checkpoint(tiny_checkpoint):
     return path
 
 
-def image_folder(dataset: Path, out: Path, modality: str = "pan", count: int | None = None, nested: bool = False) -> Path:
+def image_folder(
+    dataset: Path, out: Path, modality: str = "pan", count: int | None = None, nested: bool = False
+) -> Path:
     """Copy ``count`` images of ``modality`` from the tiny dataset into ``out`` (optionally nested)."""
     out.mkdir(parents=True, exist_ok=True)
     sources = sorted((dataset / "images" / modality).glob("*.png"))[:count]

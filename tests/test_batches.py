@@ -76,8 +76,12 @@ def test_triplet_batches_equal_the_per_image_training_transform(trainer):
         anchor = draw_crops(size, slack, data.hflip, replay)
         for m in trainer.modalities:
             other = draw_crops(2 * size, slack, data.hflip, replay)
-            crops = Crops(*(torch.cat(p) for p in zip(
-                (anchor.top, anchor.left, anchor.flip), (other.top, other.left, other.flip))))
+            crops = Crops(
+                *(
+                    torch.cat(p)
+                    for p in zip((anchor.top, anchor.left, anchor.flip), (other.top, other.left, other.flip))
+                )
+            )
             rows = torch.cat([batch.index, positives[m][batch.index], negatives[m][batch.index]])
             for j, row in enumerate(rows.tolist()):
                 params = CropParams(int(crops.top[j]), int(crops.left[j]), bool(crops.flip[j]))
@@ -104,7 +108,9 @@ def test_eval_batch_equals_the_per_image_evaluation_transform(trainer):
     index = torch.tensor([0, 3, 4])
     batch = trainer.eval_batch(index)
     for m in trainer.modalities:
-        expected = torch.stack([transforms[m](trainer.train_set.load(trainer.train_set.pairs[i], m)) for i in index.tolist()])
+        expected = torch.stack(
+            [transforms[m](trainer.train_set.load(trainer.train_set.pairs[i], m)) for i in index.tolist()]
+        )
         assert torch.equal(batch[m], expected), m
 
 

@@ -30,8 +30,9 @@ def write_csv(root: Path, rows, header=HEADER, name="pairs.csv") -> Path:
 
 
 def csv_config(root, *extra):
-    return load_config(None, ["data.format=csv", f"data.root={root}", MODS, CHANNELS, "data.image_size=8",
-                              "data.resize=8", *extra])
+    return load_config(
+        None, ["data.format=csv", f"data.root={root}", MODS, CHANNELS, "data.image_size=8", "data.resize=8", *extra]
+    )
 
 
 def make_csv(root: Path) -> Path:
@@ -42,8 +43,16 @@ def make_csv(root: Path) -> Path:
         sar = write_image(root / "img" / "sar" / f"s{i}.tif", seed=10 + i, size=12, bands=1) if i != 4 else None
         labels = ["0", "1", "0;1", "1", "0", "0;1"][i]
         names = {"0": "ship", "1": "harbour", "0;1": "ship;harbour"}[labels]
-        rows.append([f"s{i}", opt.relative_to(root).as_posix(), sar.relative_to(root).as_posix() if sar else "",
-                     labels, names, split])
+        rows.append(
+            [
+                f"s{i}",
+                opt.relative_to(root).as_posix(),
+                sar.relative_to(root).as_posix() if sar else "",
+                labels,
+                names,
+                split,
+            ]
+        )
     return write_csv(root, rows)
 
 
@@ -69,9 +78,9 @@ def test_csv_paths_missing_modality_and_multi_label(tmp_path):
 def test_csv_errors_name_file_and_line(tmp_path):
     root = make_csv(tmp_path / "d")
     rows = list(csv.reader((root / "pairs.csv").open()))[1:]
-    rows[1][2] = "img/sar/nothing.tif"          # line 3: missing file
-    rows[2][1] = rows[2][2] = ""                 # line 4: no image at all
-    rows[3][3] = "7"                             # line 5: label out of range (class_names pinned below)
+    rows[1][2] = "img/sar/nothing.tif"  # line 3: missing file
+    rows[2][1] = rows[2][2] = ""  # line 4: no image at all
+    rows[3][3] = "7"  # line 5: label out of range (class_names pinned below)
     rows[3][4] = "x"
     rows.append(["s0", rows[0][1], "", "0", "ship", "train"])  # line 8: duplicate id
     write_csv(root, rows)
@@ -133,8 +142,13 @@ def test_multi_label_relevance_end_to_end(tmp_path, fmt):
         else:
             rows.append([f"x{i}", label, cls, split])
     write_csv(tmp_path, rows, HEADER if fmt == "csv" else ["id", "label", "class_name", "split"])
-    config = csv_config(tmp_path, f"data.format={fmt}", "data.resize=4", "data.image_size=4",
-                        "data.modality={optical: {channels: 3, mean: [0, 0, 0], std: [1, 1, 1]}, sar: {channels: 1, mean: [0], std: [1]}}")
+    config = csv_config(
+        tmp_path,
+        f"data.format={fmt}",
+        "data.resize=4",
+        "data.image_size=4",
+        "data.modality={optical: {channels: 3, mean: [0, 0, 0], std: [1, 1, 1]}, sar: {channels: 1, mean: [0], std: [1]}}",
+    )
     from fgmd.data.transforms import build_transforms
 
     transforms = build_transforms(config.data, train=False)

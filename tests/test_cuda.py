@@ -57,7 +57,9 @@ def test_fdfsp_runs_in_float32_under_bf16_autocast(tiny_dataset, tmp_path):
     sizes = []
     for module in model.encoders["ms"].modules():
         if type(module).__name__ == "FDFSP":
-            module.register_forward_hook(lambda m, inputs, output: sizes.append((tuple(inputs[0].shape[-2:]), output.dtype)))
+            module.register_forward_hook(
+                lambda m, inputs, output: sizes.append((tuple(inputs[0].shape[-2:]), output.dtype))
+            )
     x = torch.rand(2, 3, 88, 88, device="cuda")  # FDFSP maps of 11x11 and 3x3: half-precision FFTs refuse odd sizes
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         codes = model.encode(x, "ms")
@@ -71,9 +73,19 @@ def test_fdfsp_runs_in_float32_under_bf16_autocast(tiny_dataset, tmp_path):
 
 @pytest.mark.parametrize("amp", [False, True])
 def test_training_on_gpu_learns_and_its_checkpoint_loads_on_cpu(micro_dataset, tmp_path, amp):
-    overrides = tiny_overrides(micro_dataset, tmp_path / "run", **{
-        "train.epochs": 60, "train.batch_size": 12, "train.lr": 3e-3, "train.eval_every": 60,
-        "data.val_fraction": 0.0, "train.device": "cuda", "train.amp": str(amp).lower()})
+    overrides = tiny_overrides(
+        micro_dataset,
+        tmp_path / "run",
+        **{
+            "train.epochs": 60,
+            "train.batch_size": 12,
+            "train.lr": 3e-3,
+            "train.eval_every": 60,
+            "data.val_fraction": 0.0,
+            "train.device": "cuda",
+            "train.amp": str(amp).lower(),
+        },
+    )
     trainer = Trainer(load_config(None, overrides), progress=False)
     assert next(trainer.model.parameters()).device.type == "cuda"
     initial = training_pairs_map(trainer)

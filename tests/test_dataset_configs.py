@@ -18,9 +18,18 @@ def test_config_loads(name):
 
 def test_protocol_settings():
     mrssid = load_config(CONFIGS / "mrssid.yaml")
-    assert (mrssid.data.train_split, mrssid.data.query_split, mrssid.data.database_split) == ("train", "test", "database")
+    assert (mrssid.data.train_split, mrssid.data.query_split, mrssid.data.database_split) == (
+        "train",
+        "test",
+        "database",
+    )
     assert mrssid.eval.map_at_r == 86 and mrssid.train.lr == 1e-4 and mrssid.model.bits == 32
-    assert (mrssid.train.lr_step, mrssid.train.lr_gamma, mrssid.train.epochs, mrssid.train.batch_size) == (10, 0.9, 200, 32)
+    assert (mrssid.train.lr_step, mrssid.train.lr_gamma, mrssid.train.epochs, mrssid.train.batch_size) == (
+        10,
+        0.9,
+        200,
+        32,
+    )
     assert (mrssid.data.image_size, mrssid.data.resize) == (224, 256)
     vais = load_config(CONFIGS / "vais.yaml")
     assert vais.train.lr == 5e-5 and vais.data.modality_config("ir").channels == 1
@@ -36,7 +45,9 @@ def test_protocol_settings():
 
 def test_format_registry_is_what_config_accepts():
     for name in FORMATS:
-        assert load_config(None, [f"data.format={name}", *(["data.modalities=[visible, ir]"] if name == "vais" else [])])
+        assert load_config(
+            None, [f"data.format={name}", *(["data.modalities=[visible, ir]"] if name == "vais" else [])]
+        )
     with pytest.raises(ConfigError, match="data.format must be one of folder, mrssid, vais, csv"):
         load_config(None, ["data.format=hdf5"])
     with pytest.raises(ConfigError, match="data.vais.labels must be one of basic, fine"):

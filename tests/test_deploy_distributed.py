@@ -10,11 +10,29 @@ from test_distributed import torchrun
 
 
 def test_two_process_index_equals_one_process(tiny_checkpoint, tmp_path):
-    single = build_index(tiny_checkpoint, "pan", tmp_path / "one.fgidx", split="database", chunk_size=5,
-                         num_workers=0, progress=False)
+    single = build_index(
+        tiny_checkpoint, "pan", tmp_path / "one.fgidx", split="database", chunk_size=5, num_workers=0, progress=False
+    )
     out = tmp_path / "two.fgidx"
-    run = torchrun(2, "index", "--checkpoint", str(tiny_checkpoint), "--modality", "pan", "--split", "database",
-                   "--out", str(out), "--chunk-size", "5", "--workers", "0", "--quiet", "--device", "cpu")
+    run = torchrun(
+        2,
+        "index",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--modality",
+        "pan",
+        "--split",
+        "database",
+        "--out",
+        str(out),
+        "--chunk-size",
+        "5",
+        "--workers",
+        "0",
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("wrote") == 1  # rank 0 reports
     one, two = Index.load(single.path), Index.load(out)

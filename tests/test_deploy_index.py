@@ -26,8 +26,19 @@ def images_class_names(config):
 def test_index_a_split_round_trip(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "db.fgidx"
     code, stdout, stderr = run_cli(
-        capsys, "index", "--checkpoint", tiny_checkpoint, "--modality", "pan", "--split", "database",
-        "--out", out, "--workers", "0", "--quiet",
+        capsys,
+        "index",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--modality",
+        "pan",
+        "--split",
+        "database",
+        "--out",
+        out,
+        "--workers",
+        "0",
+        "--quiet",
     )
     assert code == 0, stderr
     assert "36 pan images" in stdout
@@ -54,18 +65,54 @@ def test_index_a_split_round_trip(tiny_checkpoint, tmp_path, capsys):
     # the encoder identity of the other branch or another checkpoint does not match
     assert identity_mismatches(identity, {**identity, "weights_sha256": weights_sha256(model.encoders["ms"])})
 
-    code, _, stderr = run_cli(capsys, "index", "--checkpoint", tiny_checkpoint, "--modality", "pan",
-                              "--split", "database", "--out", out, "--quiet")
+    code, _, stderr = run_cli(
+        capsys,
+        "index",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--modality",
+        "pan",
+        "--split",
+        "database",
+        "--out",
+        out,
+        "--quiet",
+    )
     assert code == 2 and "--append" in stderr and "Traceback" not in stderr
 
 
 def test_index_a_folder_ids_are_relative_paths(tiny_dataset, tiny_checkpoint, tmp_path, capsys):
     folder = image_folder(tiny_dataset, tmp_path / "imgs", count=7, nested=True)
-    code, _, stderr = run_cli(capsys, "index", "--checkpoint", tiny_checkpoint, "--modality", "pan",
-                              "--folder", folder, "--out", tmp_path / "x.fgidx", "--quiet")
+    code, _, stderr = run_cli(
+        capsys,
+        "index",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--modality",
+        "pan",
+        "--folder",
+        folder,
+        "--out",
+        tmp_path / "x.fgidx",
+        "--quiet",
+    )
     assert code == 2 and "--recursive" in stderr  # images only in subfolders
-    code, _, stderr = run_cli(capsys, "index", "--checkpoint", tiny_checkpoint, "--modality", "pan", "--folder",
-                              folder, "--recursive", "--out", tmp_path / "x.fgidx", "--quiet", "--workers", "0")
+    code, _, stderr = run_cli(
+        capsys,
+        "index",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--modality",
+        "pan",
+        "--folder",
+        folder,
+        "--recursive",
+        "--out",
+        tmp_path / "x.fgidx",
+        "--quiet",
+        "--workers",
+        "0",
+    )
     assert code == 0, stderr
     index = Index.load(tmp_path / "x.fgidx")
     files = sorted(folder.rglob("*.png"))
@@ -81,8 +128,9 @@ def test_index_a_folder_ids_are_relative_paths(tiny_dataset, tiny_checkpoint, tm
 
 def test_chunked_indexing_resumes_after_a_kill(tiny_dataset, tiny_checkpoint, other_checkpoint, tmp_path, monkeypatch):
     folder = image_folder(tiny_dataset, tmp_path / "imgs", count=17)
-    reference = build_index(tiny_checkpoint, "pan", tmp_path / "ref.fgidx", folder=folder, chunk_size=100,
-                            num_workers=0, progress=False)
+    reference = build_index(
+        tiny_checkpoint, "pan", tmp_path / "ref.fgidx", folder=folder, chunk_size=100, num_workers=0, progress=False
+    )
     assert reference.count == 17 and reference.chunks_encoded == 1
 
     out = tmp_path / "a.fgidx"
@@ -99,14 +147,18 @@ def test_chunked_indexing_resumes_after_a_kill(tiny_dataset, tiny_checkpoint, ot
         build_index(tiny_checkpoint, "pan", out, folder=folder, chunk_size=5, num_workers=2, progress=False)
     monkeypatch.setattr(encode_archive, "_write_chunk", write_chunk)
     assert not out.exists()
-    assert sorted(p.name for p in (tmp_path / "a.fgidx.parts").iterdir()) == ["chunk-000000.fgidx", "chunk-000001.fgidx"]
+    assert sorted(p.name for p in (tmp_path / "a.fgidx.parts").iterdir()) == [
+        "chunk-000000.fgidx",
+        "chunk-000001.fgidx",
+    ]
 
     # another checkpoint refuses to reuse those chunks
     with pytest.raises(ArchiveError, match="another encoder"):
         build_index(other_checkpoint, "pan", out, folder=folder, chunk_size=5, num_workers=0, progress=False)
 
-    result = build_index(tiny_checkpoint, "pan", out, folder=folder, chunk_size=5, num_workers=0, progress=False,
-                         keep_parts=True)
+    result = build_index(
+        tiny_checkpoint, "pan", out, folder=folder, chunk_size=5, num_workers=0, progress=False, keep_parts=True
+    )
     assert (result.chunks_reused, result.chunks_encoded, result.count) == (2, 2, 17)
     index, ref = Index.load(out), Index.load(tmp_path / "ref.fgidx")
     assert list(index.ids) == list(ref.ids)
@@ -115,8 +167,9 @@ def test_chunked_indexing_resumes_after_a_kill(tiny_dataset, tiny_checkpoint, ot
 
     # everything done: a rerun (with --overwrite) reuses all chunks; a changed chunk is redone
     (folder / f"{index.ids[12]}.png").rename(folder / "zzz_renamed.png")
-    again = build_index(tiny_checkpoint, "pan", out, folder=folder, chunk_size=5, num_workers=0, progress=False,
-                        overwrite=True)
+    again = build_index(
+        tiny_checkpoint, "pan", out, folder=folder, chunk_size=5, num_workers=0, progress=False, overwrite=True
+    )
     assert (again.chunks_reused, again.chunks_encoded) == (2, 2)  # chunks 2 and 3 changed
     assert Index.load(out).ids[-1] == "zzz_renamed"
     assert not (tmp_path / "a.fgidx.parts").exists()
@@ -129,8 +182,20 @@ def test_unreadable_image_is_an_error_unless_skipped_explicitly(tiny_dataset, ti
     rgb = next((tmp_path / "rgb").iterdir())
     rgb.rename(folder / "colour.png")  # 3 bands for the 1-band pan encoder
     out = tmp_path / "x.fgidx"
-    args = ["index", "--checkpoint", tiny_checkpoint, "--modality", "pan", "--folder", folder, "--out", out,
-            "--quiet", "--workers", "2"]
+    args = [
+        "index",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--modality",
+        "pan",
+        "--folder",
+        folder,
+        "--out",
+        out,
+        "--quiet",
+        "--workers",
+        "2",
+    ]
     code, _, stderr = run_cli(capsys, *args)
     assert code == 2 and "broken.png" in stderr and "--skip-unreadable" in stderr and "Traceback" not in stderr
     assert not out.exists()
@@ -145,15 +210,30 @@ def test_unreadable_image_is_an_error_unless_skipped_explicitly(tiny_dataset, ti
     assert len(index) == 6 and "broken" not in list(index.ids) and "colour" not in list(index.ids)
 
 
-def test_append_encodes_only_new_ids_and_checks_the_encoder(tiny_dataset, tiny_checkpoint, other_checkpoint, tmp_path,
-                                                            capsys):
+def test_append_encodes_only_new_ids_and_checks_the_encoder(
+    tiny_dataset, tiny_checkpoint, other_checkpoint, tmp_path, capsys
+):
     folder = image_folder(tiny_dataset, tmp_path / "imgs", count=10)
     out = tmp_path / "x.fgidx"
     first = build_index(tiny_checkpoint, "pan", out, folder=folder, num_workers=0, progress=False)
     old_ids = list(Index.load(out).ids)
     image_folder(tiny_dataset, folder, count=16)  # 6 more
-    code, stdout, stderr = run_cli(capsys, "index", "--checkpoint", tiny_checkpoint, "--modality", "pan", "--folder",
-                                   folder, "--out", out, "--append", "--quiet", "--workers", "0")
+    code, stdout, stderr = run_cli(
+        capsys,
+        "index",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--modality",
+        "pan",
+        "--folder",
+        folder,
+        "--out",
+        out,
+        "--append",
+        "--quiet",
+        "--workers",
+        "0",
+    )
     assert code == 0, stderr
     assert "16 pan images (6 new, 10 already indexed)" in stdout
     index = Index.load(out)
@@ -163,8 +243,20 @@ def test_append_encodes_only_new_ids_and_checks_the_encoder(tiny_dataset, tiny_c
     by_id = dict(zip(reference.ids, reference.codes))
     np.testing.assert_array_equal(index.codes, np.stack([by_id[i] for i in index.ids]))
 
-    code, _, stderr = run_cli(capsys, "index", "--checkpoint", other_checkpoint, "--modality", "pan", "--folder",
-                              folder, "--out", out, "--append", "--quiet")
+    code, _, stderr = run_cli(
+        capsys,
+        "index",
+        "--checkpoint",
+        other_checkpoint,
+        "--modality",
+        "pan",
+        "--folder",
+        folder,
+        "--out",
+        out,
+        "--append",
+        "--quiet",
+    )
     assert code == 2 and "another encoder" in stderr and "weights_sha256" in stderr
     with pytest.raises(IndexFileError):  # sanity: a damaged file is refused on append too
         out.write_bytes(out.read_bytes()[:-3])
@@ -208,8 +300,21 @@ def test_a_run_initialised_from_imagenet_is_indexed_searched_and_evaluated_witho
     assert loaded_config.model.pretrained == "imagenet"
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     out = tmp_path / "db.fgidx"
-    code, _, stderr = run_cli(capsys, "index", "--checkpoint", checkpoint, "--modality", "pan", "--split",
-                              "database", "--out", out, "--workers", "0", "--quiet")
+    code, _, stderr = run_cli(
+        capsys,
+        "index",
+        "--checkpoint",
+        checkpoint,
+        "--modality",
+        "pan",
+        "--split",
+        "database",
+        "--out",
+        out,
+        "--workers",
+        "0",
+        "--quiet",
+    )
     assert code == 0, stderr
     images = build_dataset(config.data, "database").images("pan", build_transforms(config.data, train=False)["pan"])
     np.testing.assert_array_equal(Index.load(out).codes, pack_codes(encode_images(model, images, batch_size=9)))
@@ -230,8 +335,10 @@ def test_index_evaluation_and_api_codes_are_equal_with_band_selection_and_percen
     from fgmd.models import model_from_config
     from fgmd.runtime.checkpoint import save_checkpoint
 
-    modality = ("{ms: {channels: 2, bands: [2, 0], scaling: percentile, scale_low: [0.2, 0.1], scale_high: [0.6, 0.7]},"
-                " pan: {channels: 1, scaling: percentile, scale_low: [0.1], scale_high: [0.8], invert: true}}")
+    modality = (
+        "{ms: {channels: 2, bands: [2, 0], scaling: percentile, scale_low: [0.2, 0.1], scale_high: [0.6, 0.7]},"
+        " pan: {channels: 1, scaling: percentile, scale_low: [0.1], scale_high: [0.8], invert: true}}"
+    )
     config = load_config(None, tiny_overrides(tiny_dataset, tmp_path / "run", **{"data.modality": modality}))
     model = model_from_config(config, load_pretrained=False)
     split = build_dataset(config.data, "database")
@@ -243,7 +350,9 @@ def test_index_evaluation_and_api_codes_are_equal_with_band_selection_and_percen
         model.train()
         model.encode(torch.stack([inputs[i]["image"] for i in range(len(inputs))]), "ms")
     model.eval()
-    checkpoint = save_checkpoint(tmp_path / "run" / "best.pt", {"config": config.to_dict(), "model": model.state_dict()})
+    checkpoint = save_checkpoint(
+        tmp_path / "run" / "best.pt", {"config": config.to_dict(), "model": model.state_dict()}
+    )
 
     out = tmp_path / "ms.fgidx"
     build_index(checkpoint, "ms", out, split="database", num_workers=0, progress=False, device="cpu")
@@ -254,7 +363,10 @@ def test_index_evaluation_and_api_codes_are_equal_with_band_selection_and_percen
     np.testing.assert_array_equal(index.codes, api)
     assert len(np.unique(index.codes, axis=0)) > 1
     assert index.encoder["preprocessing"] == build_preprocessor(config.data, "ms").spec()
-    assert index.encoder["preprocessing"]["bands"] == [2, 0] and index.encoder["preprocessing"]["scale_low"] == [0.2, 0.1]
+    assert index.encoder["preprocessing"]["bands"] == [2, 0] and index.encoder["preprocessing"]["scale_low"] == [
+        0.2,
+        0.1,
+    ]
     # the stretch matters: the same bands without it give other codes
     transform = build_preprocessor(config.data, "ms").transform
     plain = torch.stack([transform(read_image(r.paths["ms"], [2, 0])) for r in inputs.records])

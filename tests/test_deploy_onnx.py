@@ -47,6 +47,7 @@ def test_export_writes_one_checked_file_per_branch(exported, tiny_checkpoint):
     model, config = load_model(tiny_checkpoint)
     from fgmd.data.datasets import build_dataset
     from fgmd.data.transforms import build_transforms
+
     images = build_dataset(config.data, "query").images("ms", build_transforms(config.data, train=False)["ms"])
     with torch.no_grad():
         codes = model.encode(torch.stack([images[i]["image"] for i in range(len(images))]), "ms")
@@ -73,13 +74,30 @@ def test_onnx_runs_with_any_batch_size_and_matches_pytorch(exported, tiny_checkp
 def test_parity_check_fails_with_a_nonzero_exit_above_the_budget(exported, tiny_checkpoint, tiny_dataset, capsys):
     out, _ = exported
     # a negative budget cannot be met: the check must report FAIL and exit 1
-    code, stdout, _ = run_cli(capsys, "export", "--checkpoint", tiny_checkpoint, "--out", out, "--modality", "pan",
-                              "--check-folder", tiny_dataset / "images" / "pan", "--check-modality", "pan",
-                              "--check-limit", "8", "--budget", "-1")
+    code, stdout, _ = run_cli(
+        capsys,
+        "export",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--out",
+        out,
+        "--modality",
+        "pan",
+        "--check-folder",
+        tiny_dataset / "images" / "pan",
+        "--check-modality",
+        "pan",
+        "--check-limit",
+        "8",
+        "--budget",
+        "-1",
+    )
     assert code == 1 and "FAIL" in stdout and "pan->pan" in stdout
 
 
-def test_sidecar_holds_the_full_preprocessing_and_version_1_sidecars_still_check(exported, tiny_checkpoint, tiny_dataset, tmp_path):
+def test_sidecar_holds_the_full_preprocessing_and_version_1_sidecars_still_check(
+    exported, tiny_checkpoint, tiny_dataset, tmp_path
+):
     import shutil
 
     from fgmd.data.preprocess import build_preprocessor
@@ -95,9 +113,20 @@ def test_sidecar_holds_the_full_preprocessing_and_version_1_sidecars_still_check
     old.mkdir()
     shutil.copy(out / "pan.onnx", old / "pan.onnx")
     pre = meta["preprocessing"]
-    v1 = {**meta, "format_version": 1, "preprocessing": {
-        "channels": pre["channels"], "scale": pre["decode"], "resize": pre["resize"], "resize_mode": pre["resize_mode"],
-        "center_crop": pre["center_crop"], "mean": pre["mean"], "std": pre["std"], "normalize": pre["normalize"]}}
+    v1 = {
+        **meta,
+        "format_version": 1,
+        "preprocessing": {
+            "channels": pre["channels"],
+            "scale": pre["decode"],
+            "resize": pre["resize"],
+            "resize_mode": pre["resize_mode"],
+            "center_crop": pre["center_crop"],
+            "mean": pre["mean"],
+            "std": pre["std"],
+            "normalize": pre["normalize"],
+        },
+    }
     (old / "pan.json").write_text(json.dumps(v1))
     report = check_onnx(tiny_checkpoint, old, folder=tiny_dataset / "images" / "pan", folder_modality="pan", limit=6)
     assert report.branches["pan"].images == 6 and report.passed

@@ -27,8 +27,24 @@ def int8_export(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8")
     from fgmd.cli.main import main
 
-    code = main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--precision", "int8",
-                 "--calibration-images", "20", "--check", "--max-map-drop", "1", "--budget", "1"])
+    code = main(
+        [
+            "export",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--out",
+            str(out),
+            "--precision",
+            "int8",
+            "--calibration-images",
+            "20",
+            "--check",
+            "--max-map-drop",
+            "1",
+            "--budget",
+            "1",
+        ]
+    )
     return out, code
 
 
@@ -87,9 +103,13 @@ def test_keep_fp32_groups_leave_those_nodes_unquantized(tiny_checkpoint, tmp_pat
     from fgmd.export.onnx import export_checkpoint
     from fgmd.export.precision import QuantizationOptions
 
-    (branch,) = export_checkpoint(tiny_checkpoint, tmp_path, modalities=["pan"], precision="int8",
-                                  quantization=QuantizationOptions(calibration_images=8, per_channel=True,
-                                                                   keep_fp32=("head", "fdfsp")))
+    (branch,) = export_checkpoint(
+        tiny_checkpoint,
+        tmp_path,
+        modalities=["pan"],
+        precision="int8",
+        quantization=QuantizationOptions(calibration_images=8, per_channel=True, keep_fp32=("head", "fdfsp")),
+    )
     graph = onnx.load(str(branch.onnx)).graph
     producers = {out: node for node in graph.node for out in node.output}
     initializers = {init.name for init in graph.initializer}
@@ -114,13 +134,15 @@ def test_keep_fp32_groups_leave_those_nodes_unquantized(tiny_checkpoint, tmp_pat
 
 
 def test_fp16_export_runs_on_the_cpu_and_stays_close(tiny_checkpoint, tmp_path, capsys):
-    code, stdout, _ = run_cli(capsys, "export", "--checkpoint", tiny_checkpoint, "--out", tmp_path,
-                              "--precision", "fp16", "--modality", "pan")
+    code, stdout, _ = run_cli(
+        capsys, "export", "--checkpoint", tiny_checkpoint, "--out", tmp_path, "--precision", "fp16", "--modality", "pan"
+    )
     assert code == 0 and "fp16" in stdout
     graph = onnx.load(str(tmp_path / "pan.onnx")).graph
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer)
-    assert not any(init.data_type == onnx.TensorProto.FLOAT and init.dims and np.prod(init.dims) > 64
-                   for init in graph.initializer)  # no large float32 weight left
+    assert not any(
+        init.data_type == onnx.TensorProto.FLOAT and init.dims and np.prod(init.dims) > 64 for init in graph.initializer
+    )  # no large float32 weight left
     model, config = load_model(tiny_checkpoint)
     images = split_images(config, "query", "pan")[:6]
     session = ort.InferenceSession(str(tmp_path / "pan.onnx"), providers=["CPUExecutionProvider"])

@@ -68,8 +68,22 @@ def test_search_formats(tiny_checkpoint, pan_index, ms_queries, tmp_path, capsys
 
 
 def test_search_a_split_and_the_python_api(tiny_checkpoint, pan_index, ms_queries, capsys):
-    code, text, stderr = run_cli(capsys, "search", "--index", pan_index, "--checkpoint", tiny_checkpoint,
-                                 "--modality", "ms", "--split", "query", "-k", "2", "--format", "json")
+    code, text, stderr = run_cli(
+        capsys,
+        "search",
+        "--index",
+        pan_index,
+        "--checkpoint",
+        tiny_checkpoint,
+        "--modality",
+        "ms",
+        "--split",
+        "query",
+        "-k",
+        "2",
+        "--format",
+        "json",
+    )
     assert code == 0, stderr
     queries = json.loads(text)["queries"]
     assert len(queries) == 12 and queries[0]["query"] == "tanks_3"
@@ -77,10 +91,26 @@ def test_search_a_split_and_the_python_api(tiny_checkpoint, pan_index, ms_querie
     results = fgmd.search_images(fgmd.Index.load(pan_index), fgmd.load_model(tiny_checkpoint), ms_queries, "ms", k=3)
     assert [r.query for r in results] == ms_queries
     assert all(len(r.ids) == 3 and r.labels.shape == (3, 6) for r in results)
-    assert [r.ids for r in results] == [[h["id"] for h in q["results"]] for q in
-                                        json.loads(run_cli(capsys, "search", "--index", pan_index, "--checkpoint",
-                                                           tiny_checkpoint, "--modality", "ms", *ms_queries, "-k", "3",
-                                                           "--format", "json")[1])["queries"]]
+    assert [r.ids for r in results] == [
+        [h["id"] for h in q["results"]]
+        for q in json.loads(
+            run_cli(
+                capsys,
+                "search",
+                "--index",
+                pan_index,
+                "--checkpoint",
+                tiny_checkpoint,
+                "--modality",
+                "ms",
+                *ms_queries,
+                "-k",
+                "3",
+                "--format",
+                "json",
+            )[1]
+        )["queries"]
+    ]
 
 
 def test_search_refuses_an_index_of_another_encoder_or_the_same_modality(
@@ -90,10 +120,13 @@ def test_search_refuses_an_index_of_another_encoder_or_the_same_modality(
     code, _, stderr = run_cli(capsys, *base, "--checkpoint", other_checkpoint)
     assert code == 2 and "not made by this checkpoint's pan encoder" in stderr and "weights_sha256" in stderr
     assert "Traceback" not in stderr
-    code, _, stderr = run_cli(capsys, "search", "--index", pan_index, "--modality", "pan", ms_queries[0],
-                              "--checkpoint", tiny_checkpoint)
+    code, _, stderr = run_cli(
+        capsys, "search", "--index", pan_index, "--modality", "pan", ms_queries[0], "--checkpoint", tiny_checkpoint
+    )
     assert code == 2 and "like the queries" in stderr
-    with pytest.raises(IndexMismatchError, match=r"preprocessing\[ms\]\.center_crop: \[32, 32\] in the index, \[28, 28\]"):
+    with pytest.raises(
+        IndexMismatchError, match=r"preprocessing\[ms\]\.center_crop: \[32, 32\] in the index, \[28, 28\]"
+    ):
         fgmd.search_images(pan_index, tiny_checkpoint, ms_queries, "ms", overrides=["data.image_size=28"])
     with pytest.raises(IndexMismatchError, match="no 'rgb' encoder"):
         fgmd.search_images(pan_index, tiny_checkpoint, ms_queries, "rgb")
@@ -101,9 +134,24 @@ def test_search_refuses_an_index_of_another_encoder_or_the_same_modality(
 
 @pytest.mark.skipif(not fgmd.retrieval.backends.faiss_available(), reason="approximate search needs faiss")
 def test_approximate_search_reports_its_calibration(tiny_checkpoint, pan_index, ms_queries, capsys):
-    code, text, stderr = run_cli(capsys, "search", "--index", pan_index, "--checkpoint", tiny_checkpoint,
-                                 "--modality", "ms", *ms_queries, "-k", "4", "--format", "json", "--approximate",
-                                 "--recall", "0.9")
+    code, text, stderr = run_cli(
+        capsys,
+        "search",
+        "--index",
+        pan_index,
+        "--checkpoint",
+        tiny_checkpoint,
+        "--modality",
+        "ms",
+        *ms_queries,
+        "-k",
+        "4",
+        "--format",
+        "json",
+        "--approximate",
+        "--recall",
+        "0.9",
+    )
     assert code == 0, stderr
     result = json.loads(text)
     approx = result["approximate"]
@@ -112,7 +160,22 @@ def test_approximate_search_reports_its_calibration(tiny_checkpoint, pan_index, 
     assert all(len(q["results"]) == 4 for q in result["queries"])
     # a tiny index has one cluster (faiss needs 39 codes per cluster), probed: exact distances
     assert approx["nlist"] == approx["nprobe"] == 1
-    exact = json.loads(run_cli(capsys, "search", "--index", pan_index, "--checkpoint", tiny_checkpoint,
-                               "--modality", "ms", *ms_queries, "-k", "4", "--format", "json")[1])
+    exact = json.loads(
+        run_cli(
+            capsys,
+            "search",
+            "--index",
+            pan_index,
+            "--checkpoint",
+            tiny_checkpoint,
+            "--modality",
+            "ms",
+            *ms_queries,
+            "-k",
+            "4",
+            "--format",
+            "json",
+        )[1]
+    )
     for a, b in zip(result["queries"], exact["queries"]):
         assert [r["distance"] for r in a["results"]] == [r["distance"] for r in b["results"]]

@@ -21,8 +21,17 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 def torchrun(nproc, *args):
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               "-m", "fgmd", *args]  # --standalone: a local rendezvous on a free port
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "fgmd",
+        *args,
+    ]  # --standalone: a local rendezvous on a free port
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -65,8 +74,22 @@ def test_mining_is_global_and_equals_a_single_process_on_the_same_codes(two_proc
 def test_evaluation_is_identical_in_one_and_two_processes(two_process_run, tmp_path):
     run, _ = two_process_run
     env = {**os.environ, "PYTHONPATH": SRC}
-    one = subprocess.run([sys.executable, "-m", "fgmd", "eval", "--quiet", "--checkpoint", str(run / "best.pt"),
-                          "--out", str(tmp_path / "one.json")], capture_output=True, text=True, env=env)
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fgmd",
+            "eval",
+            "--quiet",
+            "--checkpoint",
+            str(run / "best.pt"),
+            "--out",
+            str(tmp_path / "one.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     two = torchrun(2, "eval", "--quiet", "--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "two.json"))
     assert two.returncode == 0, two.stderr[-3000:]

@@ -62,16 +62,29 @@ def test_ablation_table_has_one_row_per_variant_in_table_order(ablation):
     config, result = ablation
     assert [r["variant"] for r in result.rows] == ["baseline", "full (FG-MD)"]
     md = result.markdown.read_text()
-    for text in ("baseline", "full (FG-MD)", "ms → pan mAP", "pan → ms mAP", "mean mAP", "last-epoch mean mAP",
-                 "best-on-test mean mAP (ties by index, optimistic)", "mean mAP (tie-aware)",
-                 "last-epoch mean mAP (tie-aware)", "params (M, inference)", "ms/img b1", "ms/img b32",
-                 "selected on the validation split"):
+    for text in (
+        "baseline",
+        "full (FG-MD)",
+        "ms → pan mAP",
+        "pan → ms mAP",
+        "mean mAP",
+        "last-epoch mean mAP",
+        "best-on-test mean mAP (ties by index, optimistic)",
+        "mean mAP (tie-aware)",
+        "last-epoch mean mAP (tie-aware)",
+        "params (M, inference)",
+        "ms/img b1",
+        "ms/img b32",
+        "selected on the validation split",
+    ):
         assert text in md, text
     with result.csv.open() as handle:
         rows = list(csv.DictReader(handle))
     assert [r["variant"] for r in rows] == ["baseline", "full (FG-MD)"]
     for row in rows:
-        values = [float(row[k]) for k in ("map_ms_to_pan", "map_pan_to_ms", "map_mean", "last_map_mean", "best_test_map_mean")]
+        values = [
+            float(row[k]) for k in ("map_ms_to_pan", "map_pan_to_ms", "map_mean", "last_map_mean", "best_test_map_mean")
+        ]
         assert all(0.0 <= v <= 1.0 for v in values)
         assert float(row["map_mean"]) == pytest.approx((values[0] + values[1]) / 2)
         ties = [float(row[k]) for k in ("map_tie_ms_to_pan", "map_tie_pan_to_ms", "map_tie_mean", "last_map_tie_mean")]
@@ -104,7 +117,9 @@ def test_ablation_is_resumable_and_the_cli_reuses_finished_runs(ablation, monkey
 
     monkeypatch.setattr("fgmd.training.trainer.fit", no_training)
     overrides = tiny_overrides(config.data.root, config.out_dir, **ONE_EPOCH)
-    code = main(["ablate", "--quiet", "--no-report", "--timing-repeats", "1", "--variants", "baseline", "full", *overrides])
+    code = main(
+        ["ablate", "--quiet", "--no-report", "--timing-repeats", "1", "--variants", "baseline", "full", *overrides]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "| baseline" in out and "| full (FG-MD)" in out
@@ -141,14 +156,28 @@ def test_report_writes_readable_figures_and_a_page_linking_them(ablation, tmp_pa
     config, result = ablation
     run = result.runs["full"].run_dir
     page = generate_report(run, out_dir=tmp_path / "report", num_queries=3, top_k=5)
-    names = ["pr_curves.png", "precision_at_k.png", "retrieval_ms_to_pan.png", "retrieval_pan_to_ms.png",
-             "training_curves.png", "codes_pca.png"]
+    names = [
+        "pr_curves.png",
+        "precision_at_k.png",
+        "retrieval_ms_to_pan.png",
+        "retrieval_pan_to_ms.png",
+        "training_curves.png",
+        "codes_pca.png",
+    ]
     text = page.read_text()
     for name in names:
         _check_png(tmp_path / "report" / name)
         assert f"]({name})" in text, name
-    for heading in ("selected on validation (best.pt)", "last epoch (last.pt)", "best on test — optimistic", "ms → pan", "pan → ms",
-                    "mean mAP (tie-aware)", "mean mAP (ties by index)", "ms → pan mAP (tie-aware)"):
+    for heading in (
+        "selected on validation (best.pt)",
+        "last epoch (last.pt)",
+        "best on test — optimistic",
+        "ms → pan",
+        "pan → ms",
+        "mean mAP (tie-aware)",
+        "mean mAP (ties by index)",
+        "ms → pan mAP (tie-aware)",
+    ):
         assert heading in text, heading
     # the grid marks results: green and red frame pixels are present (random-ish tiny model: both kinds)
     grid = np.asarray(Image.open(tmp_path / "report" / "retrieval_ms_to_pan.png").convert("RGB")).astype(int)
@@ -174,7 +203,10 @@ def test_info_compares_with_the_paper_claim(capsys):
 def test_overrides_after_list_options_stay_overrides(capsys):
     from fgmd.cli.common import split_trailing_overrides
 
-    assert split_trailing_overrides(["16", "32", "model.adf=false"], ["seed=1"]) == (["16", "32"], ["model.adf=false", "seed=1"])
+    assert split_trailing_overrides(["16", "32", "model.adf=false"], ["seed=1"]) == (
+        ["16", "32"],
+        ["model.adf=false", "seed=1"],
+    )
     assert split_trailing_overrides(None, ["seed=1"]) == (None, ["seed=1"])
     assert main(["sweep", "--bits", "16", "sixteen", "seed=1"]) == 2
     assert "--bits takes integers" in capsys.readouterr().err

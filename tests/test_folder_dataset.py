@@ -16,8 +16,15 @@ def copy_of(tiny_dataset, tmp_path):
 
 
 def test_folder_dataset_samples_and_modality_views(tiny_dataset):
-    config = load_config(None, [f"data.root={tiny_dataset}", "data.image_size=32", "data.resize=36",
-                                "data.modality={ms: {channels: 3}, pan: {channels: 1}}"])
+    config = load_config(
+        None,
+        [
+            f"data.root={tiny_dataset}",
+            "data.image_size=32",
+            "data.resize=36",
+            "data.modality={ms: {channels: 3}, pan: {channels: 1}}",
+        ],
+    )
     train = build_dataset(config.data, "train", build_transforms(config.data, train=True))
     sample = train[0]
     assert sample["image_ms"].shape == (3, 32, 32) and sample["image_pan"].shape == (1, 32, 32)
@@ -30,8 +37,15 @@ def test_folder_dataset_samples_and_modality_views(tiny_dataset):
 
 
 def test_paired_crops_keep_modalities_aligned(tiny_dataset):
-    config = load_config(None, [f"data.root={tiny_dataset}", "data.image_size=48", "data.resize=64",
-                                "data.modality={ms: {channels: 3}, pan: {channels: 3}}"])
+    config = load_config(
+        None,
+        [
+            f"data.root={tiny_dataset}",
+            "data.image_size=48",
+            "data.resize=64",
+            "data.modality={ms: {channels: 3}, pan: {channels: 3}}",
+        ],
+    )
     transforms = build_transforms(config.data, train=True)
     params = transforms["ms"].sample_params()
     image = torch.rand(3, 64, 64)
@@ -93,6 +107,8 @@ def test_folder_dataset_takes_every_extension_fgmd_index_takes(copy_of, tmp_path
     Image.open(first).save(first.with_suffix(".webp"), lossless=True)
     first.unlink()
     config = load_config(None, [f"data.root={copy_of}", "data.modality={ms: {channels: 3}, pan: {channels: 1}}"])
-    found = [r for s in ("train", "query", "database") for r in build_dataset(config.data, s).records if r.id == first.stem]
+    found = [
+        r for s in ("train", "query", "database") for r in build_dataset(config.data, s).records if r.id == first.stem
+    ]
     assert found and str(found[0].paths["pan"]).endswith(".webp")
     assert first.stem in folder_source(copy_of / "images" / "pan").ids

@@ -250,13 +250,18 @@ def test_decode_image_equals_read_image(tmp_path: Path):
         expected = read_image(path)
         got = decode_image(path.read_bytes(), "upload-" + name)
         assert torch.equal(got, expected), name
-    assert torch.equal(decode_image(files["ms.tif"].read_bytes(), "x", bands=[4, 0]), read_image(files["ms.tif"], [4, 0]))
+    assert torch.equal(
+        decode_image(files["ms.tif"].read_bytes(), "x", bands=[4, 0]), read_image(files["ms.tif"], [4, 0])
+    )
     assert decode_image(files["ms.tif"].read_bytes(), "x").shape == (5, 12, 10)
 
 
 def test_decode_image_errors_name_the_upload():
-    for data, match in ((b"", "empty file"), (b"hello", "not an image in a supported format"),
-                        (b"II*\x00garbage", "TIFF")):
+    for data, match in (
+        (b"", "empty file"),
+        (b"hello", "not an image in a supported format"),
+        (b"II*\x00garbage", "TIFF"),
+    ):
         with pytest.raises(ImageReadError, match=match) as info:
             decode_image(data, "my-upload.png")
         assert info.value.path == "my-upload.png"

@@ -38,5 +38,7 @@ def test_no_import_runs_up_the_layers():
 
 
 def test_every_top_level_module_has_a_layer():
-    names = {p.name.removesuffix(".py") for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+    names = {
+        p.name.removesuffix(".py") for p in PACKAGE.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()
+    }
     assert names <= set(LAYER), names - set(LAYER)

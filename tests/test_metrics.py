@@ -169,8 +169,11 @@ def test_retrieval_metrics_match_reference(case):
     qc, dc, ql, dl = case
     got = retrieval_metrics(qc, dc, ql, dl, **SETTINGS)
     want = ref_metrics(qc, dc, ql, dl, **SETTINGS)
-    tie_keys = {"map_tie", *(f"map_tie@{k}" for k in SETTINGS["map_at_k"]),
-                *(f"precision_tie@{k}" for k in SETTINGS["precision_at"])}
+    tie_keys = {
+        "map_tie",
+        *(f"map_tie@{k}" for k in SETTINGS["map_at_k"]),
+        *(f"precision_tie@{k}" for k in SETTINGS["precision_at"]),
+    }
     assert set(got) == set(want) | tie_keys | {"R", "num_queries", "num_database"}
     assert_metrics_close(got, want)
     assert got["R"] == 37 and got["num_queries"] == len(qc) and got["num_database"] == len(dc)
@@ -271,9 +274,7 @@ def test_hand_computed_distances_and_ranking():
 
 
 def test_hand_computed_metrics():
-    got = retrieval_metrics(
-        HAND_Q, HAND_DB, HAND_QL, HAND_DL, map_at_k=(3, 4), map_at_r=3, precision_at=(1, 3, 4, 5)
-    )
+    got = retrieval_metrics(HAND_Q, HAND_DB, HAND_QL, HAND_DL, map_at_k=(3, 4), map_at_r=3, precision_at=(1, 3, 4, 5))
     want = {
         "map": 43 / 90,
         "map@3": 1 / 3,
@@ -369,9 +370,7 @@ def test_float_tanh_codes_equal_sign_codes_and_zero_is_plus_one():
     dc[:10, 3] = 0.0
     from_float = retrieval_metrics(qc, dc, ql, dl, map_at_r=20)
     from_sign = retrieval_metrics(sign_codes(qc), sign_codes(dc), ql, dl, map_at_r=20)
-    zeros_as_plus = retrieval_metrics(
-        torch.where(qc == 0, 1.0, qc), torch.where(dc == 0, 1.0, dc), ql, dl, map_at_r=20
-    )
+    zeros_as_plus = retrieval_metrics(torch.where(qc == 0, 1.0, qc), torch.where(dc == 0, 1.0, dc), ql, dl, map_at_r=20)
     assert from_float == from_sign == zeros_as_plus
     curve_float = pr_curve_by_radius(qc, dc, ql, dl)
     curve_sign = pr_curve_by_radius(sign_codes(qc), sign_codes(dc), ql, dl)
@@ -456,7 +455,9 @@ def test_average_precision_per_query_averages_to_map():
             total += found / rank
     assert float(ap[2]) == pytest.approx(total / max(found, 1), abs=1e-12)
     tie = average_precision_per_query(queries, db, query_labels, db_labels, chunk_size=5, tie_aware=True)
-    assert float(tie.mean()) == pytest.approx(retrieval_metrics(queries, db, query_labels, db_labels)["map_tie"], abs=1e-12)
+    assert float(tie.mean()) == pytest.approx(
+        retrieval_metrics(queries, db, query_labels, db_labels)["map_tie"], abs=1e-12
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -525,9 +526,13 @@ def test_tie_aware_metrics_do_not_depend_on_the_database_order(case):
     order = torch.randperm(len(dc), generator=torch.Generator().manual_seed(0))
     a = retrieval_metrics(qc, dc, ql, dl, **SETTINGS)
     b = retrieval_metrics(qc, dc[order], ql, dl[order], **SETTINGS)
-    assert_metrics_close({k: v for k, v in b.items() if "_tie" in k}, {k: v for k, v in a.items() if "_tie" in k}, tol=1e-9)
+    assert_metrics_close(
+        {k: v for k, v in b.items() if "_tie" in k}, {k: v for k, v in a.items() if "_tie" in k}, tol=1e-9
+    )
     chunked = retrieval_metrics(qc, dc, ql, dl, chunk_size=3, **SETTINGS)
-    assert_metrics_close({k: v for k, v in chunked.items() if "_tie" in k}, {k: v for k, v in a.items() if "_tie" in k}, tol=1e-12)
+    assert_metrics_close(
+        {k: v for k, v in chunked.items() if "_tie" in k}, {k: v for k, v in a.items() if "_tie" in k}, tol=1e-12
+    )
 
 
 def test_distinct_distances_make_tie_aware_equal_index_broken():

@@ -67,9 +67,7 @@ def test_adapt_stem_modes():
         adapt_stem(trunk.features, 1, "copy")
 
 
-@pytest.mark.parametrize(
-    "width,channels,last", [(1.0, (16, 24, 32, 96, 320), 1280), (0.5, (8, 16, 16, 48, 160), 1280)]
-)
+@pytest.mark.parametrize("width,channels,last", [(1.0, (16, 24, 32, 96, 320), 1280), (0.5, (8, 16, 16, 48, 160), 1280)])
 def test_trunk_levels(width, channels, last):
     trunk = MobileNetV2Trunk(width)
     assert trunk.level_channels == channels

@@ -33,8 +33,9 @@ SHARED = shared_dir()
 SPLITS = SHARED / "reference" / "mrssid_splits" if SHARED else None
 
 
-def make_mrssid(root: Path, lists: dict[str, list[str]], size: int = 4, prefixes=("MS_", "FC_"), suffix=".jpg",
-                skip_images=()) -> Path:
+def make_mrssid(
+    root: Path, lists: dict[str, list[str]], size: int = 4, prefixes=("MS_", "FC_"), suffix=".jpg", skip_images=()
+) -> Path:
     """Write ``<split>.txt`` files with ``lists[split]`` as lines and one image per id and prefix."""
     root.mkdir(parents=True, exist_ok=True)
     ids = []
@@ -53,7 +54,9 @@ def mrssid_config(root, *extra):
     return load_config(CONFIG, [f"data.root={root}", "data.image_size=16", "data.resize=20", *extra])
 
 
-@pytest.mark.skipif(SPLITS is None, reason="the shared folder with reference/mrssid_splits is not beside this repository")
+@pytest.mark.skipif(
+    SPLITS is None, reason="the shared folder with reference/mrssid_splits is not beside this repository"
+)
 def test_real_mrssid_split_files(tmp_path):
     root = tmp_path / "MRSSID"
     root.mkdir()
@@ -95,8 +98,12 @@ def test_generated_tree_samples_and_custom_names(tmp_path):
     }
     root = make_mrssid(tmp_path / "m", lines, prefixes=("MUL-", "PAN-"), suffix=".png")
     config = mrssid_config(
-        root, "data.modalities=[mul, pan]", "data.mrssid.prefixes={mul: MUL-, pan: PAN-}", "data.mrssid.suffix=.png",
-        "data.modality={mul: {channels: 3}, pan: {channels: 1}}", "data.class_names=[bulk, cargo, tanker]",
+        root,
+        "data.modalities=[mul, pan]",
+        "data.mrssid.prefixes={mul: MUL-, pan: PAN-}",
+        "data.mrssid.suffix=.png",
+        "data.modality={mul: {channels: 3}, pan: {channels: 1}}",
+        "data.class_names=[bulk, cargo, tanker]",
     )
     train = build_dataset(config.data, "train", build_transforms(config.data, train=True))
     assert len(train) == 4 and train.class_names == ["bulk", "cargo", "tanker"]

@@ -20,17 +20,25 @@ def test_triplet_loss_hand_cases():
 def test_quantization_and_classification_hand_cases():
     assert quantization_loss(torch.tensor([[1.0, -1.0], [0.0, 0.5]])).item() == pytest.approx((0 + 0 + 1 + 0.25) / 4)
     logits = torch.tensor([[0.0, 0.0]])
-    assert classification_loss(logits, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    assert classification_loss(logits, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(
+        torch.log(torch.tensor(2.0)).item()
+    )
     # multi-hot spreads the target evenly; same result here because logits are uniform
-    assert classification_loss(logits, torch.tensor([[1.0, 1.0]])).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    assert classification_loss(logits, torch.tensor([[1.0, 1.0]])).item() == pytest.approx(
+        torch.log(torch.tensor(2.0)).item()
+    )
 
 
 def batch(b=4, bits=16, classes=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     codes = {m: torch.tanh(torch.randn(3 * b, bits, generator=g)).requires_grad_() for m in ("ms", "pan")}
-    labels = {m: torch.nn.functional.one_hot(torch.randint(0, classes, (3 * b,), generator=g), classes).float() for m in codes}
+    labels = {
+        m: torch.nn.functional.one_hot(torch.randint(0, classes, (3 * b,), generator=g), classes).float() for m in codes
+    }
     sizes = (8, 4, 4, 2, 1)
-    feats = {m: tuple(torch.randn(b, c, s, s, generator=g, requires_grad=True) for c, s in zip(LEVELS, sizes)) for m in codes}
+    feats = {
+        m: tuple(torch.randn(b, c, s, s, generator=g, requires_grad=True) for c, s in zip(LEVELS, sizes)) for m in codes
+    }
     return codes, labels, feats
 
 

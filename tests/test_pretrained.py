@@ -22,7 +22,14 @@ def to_timm(state: dict) -> dict:
     """torchvision MobileNetV2 names -> timm ``mobilenetv2_100`` names (written independently of fgmd)."""
     blocks = [(s, j) for s, depth in enumerate(TIMM_STAGE_DEPTHS) for j in range(depth)]
     ds = {"conv.0.0": "conv_dw", "conv.0.1": "bn1", "conv.1": "conv_pw", "conv.2": "bn2"}
-    ir = {"conv.0.0": "conv_pw", "conv.0.1": "bn1", "conv.1.0": "conv_dw", "conv.1.1": "bn2", "conv.2": "conv_pwl", "conv.3": "bn3"}
+    ir = {
+        "conv.0.0": "conv_pw",
+        "conv.0.1": "bn1",
+        "conv.1.0": "conv_dw",
+        "conv.1.1": "bn2",
+        "conv.2": "conv_pwl",
+        "conv.3": "bn3",
+    }
     out = {}
     for key, value in state.items():
         parts = key.split(".")
@@ -40,7 +47,7 @@ def to_timm(state: dict) -> dict:
             for tv_name, timm_name in table.items():
                 prefix = f"features.{index}.{tv_name}."
                 if key.startswith(prefix):
-                    out[f"blocks.{stage}.{j}.{timm_name}.{key[len(prefix):]}"] = value
+                    out[f"blocks.{stage}.{j}.{timm_name}.{key[len(prefix) :]}"] = value
                     break
             else:
                 raise AssertionError(key)
@@ -119,7 +126,10 @@ def test_mismatched_files_are_clear_errors(imagenet_like, tmp_path):
     broken["features.5.extra.weight"] = torch.zeros(1)
     path = tmp_path / "broken.pth"
     torch.save(broken, path)
-    with pytest.raises(PretrainedWeightsError, match=r"missing 1: features\.5\.conv\.1\.0\.weight.*unexpected 1: features\.5\.extra\.weight"):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=r"missing 1: features\.5\.conv\.1\.0\.weight.*unexpected 1: features\.5\.extra\.weight",
+    ):
         load_pretrained_trunk(MobileNetV2Trunk(1.0), "imagenet", str(path))
     narrow = tmp_path / "narrow.pth"
     torch.save(mobilenet_v2(weights=None, width_mult=0.5).state_dict(), narrow)
@@ -168,7 +178,9 @@ def test_config_keys_and_overrides(imagenet_like):
     assert config.model.pretrained == "imagenet" and config.model.pretrained_path == str(path)
     assert config.train.track_test is True
     defaults = load_config(None)
-    assert defaults.model.pretrained == "none" and defaults.model.pretrained_path == "" and not defaults.train.track_test
+    assert (
+        defaults.model.pretrained == "none" and defaults.model.pretrained_path == "" and not defaults.train.track_test
+    )
     with pytest.raises(ConfigError, match="model.pretrained must be one of"):
         load_config(None, ["model.pretrained=imagenet21k"])
     with pytest.raises(ConfigError, match="width_mult=1.0"):

@@ -60,10 +60,16 @@ def test_reader_order_bands_scaling_invert(tmp_path):
     data = np.stack([np.full((4, 4), v, np.float32) for v in (0.2, 0.6, 0.9)])
     data[0, 0, 0] = 0.0
     tifffile.imwrite(path, data, photometric="minisblack")  # 3 pages of 4x4: bands first
-    mod = ModalityConfig(channels=2, bands=[1, 0], scaling="percentile", scale_low=[0.5, 0.0], scale_high=[0.7, 0.4], invert=True)
+    mod = ModalityConfig(
+        channels=2, bands=[1, 0], scaling="percentile", scale_low=[0.5, 0.0], scale_high=[0.7, 0.4], invert=True
+    )
     out = ModalityReader("x", mod)(path)
     assert out.shape == (2, 4, 4)
-    assert out[0, 1, 1] == pytest.approx(1 - 0.5) and out[1, 1, 1] == pytest.approx(1 - 0.5) and out[1, 0, 0] == pytest.approx(1.0)
+    assert (
+        out[0, 1, 1] == pytest.approx(1 - 0.5)
+        and out[1, 1, 1] == pytest.approx(1 - 0.5)
+        and out[1, 0, 0] == pytest.approx(1.0)
+    )
     with pytest.raises(ConfigError, match="scale_low/scale_high are not set"):
         ModalityReader("x", ModalityConfig(channels=2, scaling="percentile"))
 

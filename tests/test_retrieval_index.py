@@ -231,7 +231,9 @@ def test_paths_root_and_class_names_round_trip(tmp_path):
     codes, ids, labels = make_items(5)
     paths = [f"images/pan/{i}.png" for i in ids]
     names = [f"class {c}" for c in range(6)]
-    index = Index(32, "pan", ENCODER, codes[:3], ids[:3], labels[:3], paths[:3], root=tmp_path / "archive", class_names=names)
+    index = Index(
+        32, "pan", ENCODER, codes[:3], ids[:3], labels[:3], paths[:3], root=tmp_path / "archive", class_names=names
+    )
     index.add(codes[3:], ids[3:], labels[3:], paths[3:])
     loaded = Index.load(index.save(tmp_path / "a.fgidx"))
     assert loaded.root == str(tmp_path / "archive") and os.path.isabs(loaded.root)

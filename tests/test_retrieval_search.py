@@ -249,7 +249,10 @@ def test_ivf_calibrates_nprobe_to_the_recall_target():
     recall = recall_at_k(ivf.topk(queries, 50).distances, NumpyBruteForce(db, 64).topk(queries, 50).distances)
     assert recall.mean() >= 0.8  # fresh queries of the same distribution
     weaker = FaissIVF(db, 64, nprobe=1)
-    assert recall_at_k(weaker.topk(queries, 50).distances, NumpyBruteForce(db, 64).topk(queries, 50).distances).mean() < recall.mean()
+    assert (
+        recall_at_k(weaker.topk(queries, 50).distances, NumpyBruteForce(db, 64).topk(queries, 50).distances).mean()
+        < recall.mean()
+    )
     with pytest.raises(ValueError, match="recall target"):
         FaissIVF(db, 64, recall_target=1.5)
 

@@ -66,8 +66,10 @@ def upload(client, path_or_bytes, modality="ms", name="query.png", **fields):
 
 def test_health_info_and_page(client, indexes):
     health = client.get("/api/health").json()
-    assert health["status"] == "ok" and health["indexes"] == {"ms": len(Index.load(indexes["ms"])),
-                                                             "pan": len(Index.load(indexes["pan"]))}
+    assert health["status"] == "ok" and health["indexes"] == {
+        "ms": len(Index.load(indexes["ms"])),
+        "pan": len(Index.load(indexes["pan"])),
+    }
     info = client.get("/api/info").json()
     assert info["query_modalities"] == ["ms", "pan"] and info["bits"] == 16
     assert info["class_names"] and info["indexes"]["pan"]["paths"] is True
@@ -191,8 +193,11 @@ def test_request_errors(client, service, tiny_checkpoint, indexes, query_files):
         (upload(client, data, radius=99), 400, "radius must be between 0 and 16"),
         (client.post("/api/search", data={"modality": "ms"}), 400, "'image' (a file) or 'query_id'"),
         (client.post("/api/search", content=b"{}", headers={"content-type": "application/json"}), 415, "multipart"),
-        (client.post("/api/search", data={"modality": "ms", "query_id": "x"}, files={"image": ("q.png", data)}),
-         400, "not both"),
+        (
+            client.post("/api/search", data={"modality": "ms", "query_id": "x"}, files={"image": ("q.png", data)}),
+            400,
+            "not both",
+        ),
         (client.get("/api/thumbnail/pan/100000"), 404, "no item 100000"),
         (client.get("/api/thumbnail/sar/0"), 404, "no sar index"),
     ]
@@ -286,8 +291,10 @@ def test_index_without_paths_finds_files_through_the_dataset(tiny_checkpoint, in
     old.save(tmp_path / "old.fgidx")
     client = TestClient(create_app(SearchService(tiny_checkpoint, [tmp_path / "old.fgidx"])))
     assert client.get("/api/info").json()["query_modalities"] == ["ms"]
-    body = client.post("/api/search", data={"modality": "ms", "query_id": client.get("/api/queries/ms").json()
-                                            ["items"][0]["id"], "k": "3"}).json()
+    body = client.post(
+        "/api/search",
+        data={"modality": "ms", "query_id": client.get("/api/queries/ms").json()["items"][0]["id"], "k": "3"},
+    ).json()
     first = body["results"][0]
     assert first["path"] == full.file_of(first["position"])
     assert client.get(first["thumbnail"]).status_code == 200
@@ -313,11 +320,13 @@ def test_cli_serve_defaults_to_loopback(tiny_checkpoint, indexes, capsys, monkey
     code, out, err = run_cli(capsys, "serve", "--checkpoint", tiny_checkpoint, "--index", indexes["pan"])
     assert code == 0 and calls[0]["host"] == "127.0.0.1" and calls[0]["port"] == 8000
     assert "open http://127.0.0.1:8000/" in out and "warning" not in err
-    code, out, err = run_cli(capsys, "serve", "--checkpoint", tiny_checkpoint, "--index", indexes["pan"],
-                             "--index", indexes["pan"])
+    code, out, err = run_cli(
+        capsys, "serve", "--checkpoint", tiny_checkpoint, "--index", indexes["pan"], "--index", indexes["pan"]
+    )
     assert code == 2 and "both hold pan codes" in err
-    code, out, err = run_cli(capsys, "serve", "--checkpoint", tiny_checkpoint, "--index", indexes["pan"],
-                             "--host", "0.0.0.0")
+    code, out, err = run_cli(
+        capsys, "serve", "--checkpoint", tiny_checkpoint, "--index", indexes["pan"], "--host", "0.0.0.0"
+    )
     assert code == 0 and "no authentication" in err
 
 

@@ -229,6 +229,7 @@ def test_colour_carries_no_class_but_structure_does(dataset: Path):
     labels = np.array([int(r["label"]) for r in rows])
     index = np.array([int(r["id"].rsplit("_", 1)[1]) for r in rows])
     train = index % 2 == 0  # half of every class fits the centroids, the other half is scored
+
     def load(modality: str, sample_id: str) -> np.ndarray:
         with Image.open(dataset / "images" / modality / f"{sample_id}.png") as img:
             return np.asarray(img, dtype=np.float64)

@@ -50,8 +50,17 @@ def training_pairs_map(trainer: Trainer) -> float:
 
 
 def test_tiny_run_learns_and_writes_a_complete_run_directory(micro_dataset, tmp_path):
-    overrides = tiny_overrides(micro_dataset, tmp_path / "run", **{
-        "train.epochs": 60, "train.batch_size": 12, "train.lr": 3e-3, "train.eval_every": 60, "data.val_fraction": 0.0})
+    overrides = tiny_overrides(
+        micro_dataset,
+        tmp_path / "run",
+        **{
+            "train.epochs": 60,
+            "train.batch_size": 12,
+            "train.lr": 3e-3,
+            "train.eval_every": 60,
+            "data.val_fraction": 0.0,
+        },
+    )
     trainer = Trainer(load_config(None, overrides), progress=False)
     initial = training_pairs_map(trainer)
     result = trainer.fit()

@@ -22,14 +22,14 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vais.yaml"
 LINES = [
     "vis/v01.png ir/i01.png bulk-carrier cargo 1 1 0",
     "vis/v02.png ir/i02.png sailboat sailing 2 1 0",
-    "vis/v03.png null ferry passenger 3 1 0",           # visible only (train): database item, not a pair
-    "null ir/i04.png tugboat tug 4 1 1",                # IR only, night
+    "vis/v03.png null ferry passenger 3 1 0",  # visible only (train): database item, not a pair
+    "null ir/i04.png tugboat tug 4 1 1",  # IR only, night
     "vis/v05.png ir/i05.png small-boat small 5 1 1",
     "vis/v06.png ir/i06.png patrol medium-other 6 1 0",
     "vis/v07.png ir/i07.png bulk-carrier cargo 7 0 0",  # test pairs
     "vis/v08.png ir/i08.png sailboat sailing 8 0 1",
-    "vis/v09.png null ferry passenger 9 0 0",           # test, visible only: still a query
-    "null ir/i10.png tugboat tug 4 0 1",                # test, IR only; ship 4 also in train
+    "vis/v09.png null ferry passenger 9 0 0",  # test, visible only: still a query
+    "null ir/i10.png tugboat tug 4 0 1",  # test, IR only; ship 4 also in train
     "",
 ]
 
@@ -56,8 +56,14 @@ def test_prepare_round_trip(tmp_path):
     out = tmp_path / "lists"
     assert cli_main(["prepare", "vais", "--root", str(src), "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["database_ir.csv", "database_visible.csv", "fine_classes.txt", "query_ir.csv",
-                     "query_visible.csv", "train_pairs.csv"]
+    assert names == [
+        "database_ir.csv",
+        "database_visible.csv",
+        "fine_classes.txt",
+        "query_ir.csv",
+        "query_visible.csv",
+        "train_pairs.csv",
+    ]
     config = vais_config(out)
     train = build_dataset(config.data, "train")
     assert [r.id for r in train.pairs] == ["vis/v01", "vis/v02", "vis/v05", "vis/v06"]  # both modalities only
@@ -83,10 +89,10 @@ def test_prepare_round_trip(tmp_path):
 
 def test_prepare_reports_every_bad_line_and_writes_nothing(tmp_path):
     lines = LINES[:4] + [
-        "vis/v05.png ir/i05.png small-boat small 5 1",        # 6 fields
+        "vis/v05.png ir/i05.png small-boat small 5 1",  # 6 fields
         "vis/v06.png ir/i06.png patrol medium-other 6 yes 0",  # bad is_train
-        "vis/v07.png ir/i07.png thing spaceship 7 0 0",        # unknown basic class
-        "null null ferry passenger 9 0 2",                     # no image, bad is_night
+        "vis/v07.png ir/i07.png thing spaceship 7 0 0",  # unknown basic class
+        "null null ferry passenger 9 0 2",  # no image, bad is_night
     ]
     src = make_vais(tmp_path / "VAIS", lines)
     (src / "vis" / "v02.png").unlink()
@@ -99,7 +105,10 @@ def test_prepare_reports_every_bad_line_and_writes_nothing(tmp_path):
     assert f"{ann}:5: expected 7 space-separated fields" in text and "got 6" in text
     assert f"{ann}:6: is_train must be 0 or 1, got 'yes'" in text
     assert f"{ann}:7: unknown basic_label 'spaceship'" in text
-    assert f"{ann}:8: is_night must be 0 or 1, got '2'" in text and f"{ann}:8: both visible_path and ir_path are null" in text
+    assert (
+        f"{ann}:8: is_night must be 0 or 1, got '2'" in text
+        and f"{ann}:8: both visible_path and ir_path are null" in text
+    )
     assert not out.exists()
     assert cli_main(["prepare", "vais", "--root", str(src), "--out", str(out)]) == 1
 

@@ -70,7 +70,10 @@ def test_leakage_duplicates_absent_class_and_unused_images(folder):
     assert "identical to another image of the same split" in text and "database_a_1" in text
     assert "split 'query' has no record of class(es) c (2)" in text
     # the images of the removed rows are unused too
-    assert "4 pan image(s) not used by any split listed, e.g. query_c_0.png, query_c_1.png, query_c_2.png, stray.png" in text
+    assert (
+        "4 pan image(s) not used by any split listed, e.g. query_c_0.png, query_c_1.png, query_c_2.png, stray.png"
+        in text
+    )
     assert "3 ms image(s) not used" in text
 
 
@@ -98,8 +101,14 @@ def test_trainer_stores_percentile_scaling_in_its_config(folder, tmp_path):
     from fgmd.training.trainer import Trainer
 
     config = folder_config(
-        folder, f"out_dir={tmp_path / 'run'}", "data.modality.pan.scaling=percentile", "data.modality.pan.percentiles=[5, 95]",
-        "model.width_mult=0.25", "model.head_hidden=32", "model.bits=16", "train.device=cpu",
+        folder,
+        f"out_dir={tmp_path / 'run'}",
+        "data.modality.pan.scaling=percentile",
+        "data.modality.pan.percentiles=[5, 95]",
+        "model.width_mult=0.25",
+        "model.head_hidden=32",
+        "model.bits=16",
+        "train.device=cpu",
     )
     trainer = Trainer(config, progress=False)
     pan = trainer.config.data.modality["pan"]
@@ -123,7 +132,9 @@ def test_cli_check_data_exit_codes(folder, tmp_path, capsys):
     from fgmd.cli.main import main as cli_main
 
     config_path = tmp_path / "c.yaml"
-    config_path.write_text(yaml.safe_dump({"data": {"root": str(folder), "modality": {"ms": {"channels": 3}, "pan": {"channels": 1}}}}))
+    config_path.write_text(
+        yaml.safe_dump({"data": {"root": str(folder), "modality": {"ms": {"channels": 3}, "pan": {"channels": 1}}}})
+    )
     assert cli_main(["check-data", "--config", str(config_path), "--quiet", "--json", str(tmp_path / "r.json")]) == 0
     stdout = capsys.readouterr().out
     assert "| train    | train    | 9       | 9     | 9         | 9          |" in stdout

@@ -1,11 +1,11 @@
 """The Python API for people who script; the command line is a thin layer over these functions.
 
-    import fgmd
-    config = fgmd.load_config("configs/eurosat.yaml", ["model.bits=64"])
-    result = fgmd.fit(config)                                   # trains, writes runs/...
-    model, config = fgmd.load_model(result.run_dir / "best.pt")
-    codes = fgmd.encode_files(model, config, ["a.png", "b.png"], "pan")   # [2, K] in (-1, 1)
-    metrics = fgmd.evaluate_checkpoint(result.run_dir / "best.pt")          # both directions
+import fgmd
+config = fgmd.load_config("configs/eurosat.yaml", ["model.bits=64"])
+result = fgmd.fit(config)                                   # trains, writes runs/...
+model, config = fgmd.load_model(result.run_dir / "best.pt")
+codes = fgmd.encode_files(model, config, ["a.png", "b.png"], "pan")   # [2, K] in (-1, 1)
+metrics = fgmd.evaluate_checkpoint(result.run_dir / "best.pt")          # both directions
 """
 
 from __future__ import annotations

@@ -366,9 +366,7 @@ def validate(config: Config) -> None:
         for stat in ("mean", "std"):
             values = getattr(mod, stat)
             if values and len(values) != mod.channels:
-                raise ConfigError(
-                    f"data.modality.{name}.{stat} has {len(values)} values for {mod.channels} channels"
-                )
+                raise ConfigError(f"data.modality.{name}.{stat} has {len(values)} values for {mod.channels} channels")
         if any(s <= 0 for s in mod.std):
             raise ConfigError(f"data.modality.{name}.std must be positive, got {mod.std}")
         _validate_radiometry(name, mod)
@@ -376,9 +374,7 @@ def validate(config: Config) -> None:
     if not 0.0 <= config.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}")
     if config.data.resize < config.data.image_size:
-        raise ConfigError(
-            f"data.resize ({config.data.resize}) must be >= data.image_size ({config.data.image_size})"
-        )
+        raise ConfigError(f"data.resize ({config.data.resize}) must be >= data.image_size ({config.data.image_size})")
     positive = {
         "train.epochs": config.train.epochs,
         "train.batch_size": config.train.batch_size,
@@ -427,7 +423,9 @@ def _validate_radiometry(name: str, mod: ModalityConfig) -> None:
         if values and len(values) != mod.channels:
             raise ConfigError(f"{where}.{stat} has {len(values)} values for {mod.channels} channels")
     if any(hi <= lo for lo, hi in zip(mod.scale_low, mod.scale_high)):
-        raise ConfigError(f"{where}: every scale_high must exceed its scale_low, got {mod.scale_low} / {mod.scale_high}")
+        raise ConfigError(
+            f"{where}: every scale_high must exceed its scale_low, got {mod.scale_low} / {mod.scale_high}"
+        )
 
 
 def _validate_formats(data: DataConfig) -> None:

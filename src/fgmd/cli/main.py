@@ -24,7 +24,21 @@ from fgmd.cli.commands import (
 )
 
 COMMANDS = [
-    demo, train, eval, report, diagnose, index, search, serve, export, sweep, ablate, info, check_data, prepare, generate_demo_data
+    demo,
+    train,
+    eval,
+    report,
+    diagnose,
+    index,
+    search,
+    serve,
+    export,
+    sweep,
+    ablate,
+    info,
+    check_data,
+    prepare,
+    generate_demo_data,
 ]
 
 

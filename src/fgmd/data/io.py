@@ -233,7 +233,8 @@ def _read_tiff(path: str | Path, source: Path | BinaryIO) -> np.ndarray:
             samples = int(np.prod(series.shape, dtype=np.int64))
             if samples > MAX_TIFF_SAMPLES:
                 raise ImageReadError(
-                    path, f"image too large: shape {tuple(series.shape)} is {samples} samples, the limit is {MAX_TIFF_SAMPLES}"
+                    path,
+                    f"image too large: shape {tuple(series.shape)} is {samples} samples, the limit is {MAX_TIFF_SAMPLES}",
                 )
             array = series.asarray()
             axes = series.axes

@@ -526,9 +526,7 @@ def _sample_rng(seed: int, label: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, label, index]))
 
 
-def render_sample(
-    label: int, index: int, *, seed: int = 0, size: int = 64, ms_ratio: int = 4
-) -> SyntheticSample:
+def render_sample(label: int, index: int, *, seed: int = 0, size: int = 64, ms_ratio: int = 4) -> SyntheticSample:
     """Render pair ``index`` of class ``label`` in memory (exactly what the dataset writer saves)."""
     _check_geometry(size, ms_ratio)
     if not 0 <= label < len(CLASS_NAMES):

@@ -156,7 +156,10 @@ def check_data(config: Config, decode: bool = True, progress: bool = False, scal
         report.splits[split] = summary
         if not members:
             found = sorted(by_split)
-            log.error(data.root, f"no usable records of split {split!r} ({'/'.join(split_roles)} split; splits found: {found})")
+            log.error(
+                data.root,
+                f"no usable records of split {split!r} ({'/'.join(split_roles)} split; splits found: {found})",
+            )
             continue
         if fmt.PAIRED and len(set(summary.images.values())) > 1:
             counts_text = ", ".join(f"{n} {m}" for m, n in summary.images.items())
@@ -226,7 +229,9 @@ def _check_unreferenced(fmt, data, records, log: IssueLog) -> None:
     for modality, paths in unused.items():
         if paths:
             examples = ", ".join(p.name for p in paths[:_EXAMPLES])
-            log.warning(str(paths[0].parent), f"{len(paths)} {modality} image(s) not used by any split listed, e.g. {examples}")
+            log.warning(
+                str(paths[0].parent), f"{len(paths)} {modality} image(s) not used by any split listed, e.g. {examples}"
+            )
 
 
 def check_minable(train: Sequence[Record], modalities: Sequence[str], log: IssueLog) -> None:
@@ -241,8 +246,11 @@ def check_minable(train: Sequence[Record], modalities: Sequence[str], log: Issue
             sets.setdefault(frozenset(record.labels), record)
     lonely = [record for labels, record in sets.items() if all(labels & other for other in sets)]
     for record in lonely[:_EXAMPLES]:
-        log.error(record.source, f"training pair {record.id!r} (labels {sorted(record.labels)}) shares a label with "
-                  "every other training pair: triplet mining has no negative for it")
+        log.error(
+            record.source,
+            f"training pair {record.id!r} (labels {sorted(record.labels)}) shares a label with "
+            "every other training pair: triplet mining has no negative for it",
+        )
 
 
 def _check_train_database(roles: dict[str, str], by_split, log: IssueLog) -> bool:
@@ -254,8 +262,11 @@ def _check_train_database(roles: dict[str, str], by_split, log: IssueLog) -> boo
     train_ids = {r.id for r in by_split.get(train, [])}
     db_ids = {r.id for r in by_split.get(database, [])}
     if train_ids and train_ids == db_ids:
-        log.info("", f"split {database!r} (database) holds exactly the ids of split {train!r} (train): "
-                 "the FSISR protocol, where the training pairs are the retrieval database")
+        log.info(
+            "",
+            f"split {database!r} (database) holds exactly the ids of split {train!r} (train): "
+            "the FSISR protocol, where the training pairs are the retrieval database",
+        )
         return True
     return False
 
@@ -316,12 +327,18 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
             if mod.bands:
                 bad = [b for b in mod.bands if b >= native]
                 if bad:
-                    raise ImageReadError(path, f"data.modality.{modality}.bands {mod.bands}: band {bad[0]} out of range, "
-                                         f"the image has {native} band(s)")
+                    raise ImageReadError(
+                        path,
+                        f"data.modality.{modality}.bands {mod.bands}: band {bad[0]} out of range, "
+                        f"the image has {native} band(s)",
+                    )
                 image = image[mod.bands]
             if image.shape[0] != mod.channels:
-                raise ImageReadError(path, f"has {image.shape[0]} band(s) but data.modality.{modality}.channels is "
-                                     f"{mod.channels} (set .channels, or .bands to pick bands, e.g. [0])")
+                raise ImageReadError(
+                    path,
+                    f"has {image.shape[0]} band(s) but data.modality.{modality}.channels is "
+                    f"{mod.channels} (set .channels, or .bands to pick bands, e.g. [0])",
+                )
         except ImageReadError as error:
             log.error(users[0].source, f"{error.path}: {error.reason}")
             continue
@@ -359,12 +376,18 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
                 leaks[(first.split, other.split)].append((modality, first, other))
     for (a, b), found in leaks.items():
         examples = "; ".join(f"{m}: {_where((x, y))}" for m, x, y in found[:_EXAMPLES])
-        log.warning("", f"{len(found)} image(s) with identical content in split {a!r} and split {b!r} "
-                    f"under different ids (leakage), e.g. {examples}")
+        log.warning(
+            "",
+            f"{len(found)} image(s) with identical content in split {a!r} and split {b!r} "
+            f"under different ids (leakage), e.g. {examples}",
+        )
     if duplicates:
         examples = "; ".join(f"{m}: {_where((x, y))}" for m, x, y in duplicates[:_EXAMPLES])
-        log.warning("", f"{len(duplicates)} image(s) identical to another image of the same split under a "
-                    f"different id, e.g. {examples}")
+        log.warning(
+            "",
+            f"{len(duplicates)} image(s) identical to another image of the same split under a "
+            f"different id, e.g. {examples}",
+        )
 
 
 def _scaling(config: Config, by_split, report: DataReport, log: IssueLog) -> None:
@@ -376,7 +399,10 @@ def _scaling(config: Config, by_split, report: DataReport, log: IssueLog) -> Non
             continue
         if mod.scale_low:
             report.scaling[modality] = {"low": list(mod.scale_low), "high": list(mod.scale_high), "computed": False}
-            log.info("", f"{modality}: percentile scaling with the configured bounds low {mod.scale_low}, high {mod.scale_high}")
+            log.info(
+                "",
+                f"{modality}: percentile scaling with the configured bounds low {mod.scale_low}, high {mod.scale_high}",
+            )
             continue
         paths = [r.paths[modality] for r in train if r.has(modality)]
         reader = ModalityReader(modality, mod, radiometry=False)
@@ -385,7 +411,15 @@ def _scaling(config: Config, by_split, report: DataReport, log: IssueLog) -> Non
         except (ImageReadError, ValueError) as error:
             log.error("", f"{modality}: cannot compute percentile scaling on split {data.train_split!r}: {error}")
             continue
-        report.scaling[modality] = {"low": low, "high": high, "computed": True, "images": min(len(paths), data.scaling_sample)}
-        log.info("", f"{modality}: percentile scaling {mod.percentiles[0]:g}-{mod.percentiles[1]:g}% computed on "
-                 f"{min(len(paths), data.scaling_sample)} of {len(paths)} {data.train_split!r} images (seed {config.seed}): "
-                 f"scale_low {low}, scale_high {high} (fgmd train stores them in the run config)")
+        report.scaling[modality] = {
+            "low": low,
+            "high": high,
+            "computed": True,
+            "images": min(len(paths), data.scaling_sample),
+        }
+        log.info(
+            "",
+            f"{modality}: percentile scaling {mod.percentiles[0]:g}-{mod.percentiles[1]:g}% computed on "
+            f"{min(len(paths), data.scaling_sample)} of {len(paths)} {data.train_split!r} images (seed {config.seed}): "
+            f"scale_low {low}, scale_high {high} (fgmd train stores them in the run config)",
+        )

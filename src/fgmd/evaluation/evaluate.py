@@ -169,6 +169,8 @@ def metrics_table(metrics: dict, recall: bool = False) -> str:
             tie = key.replace(family, family + "_tie", 1)
             if family != "recall" and key != "map@R":
                 keys.append(tie)
-    rows = [[name.replace("->", " → "), *(values.get(k) for k in keys)] for name, values in metrics["directions"].items()]
+    rows = [
+        [name.replace("->", " → "), *(values.get(k) for k in keys)] for name, values in metrics["directions"].items()
+    ]
     rows.append(["mean", *(metrics["mean"].get(k) for k in keys)])
     return render_table(["direction", *map(metric_title, keys)], rows)

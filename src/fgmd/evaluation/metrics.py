@@ -228,7 +228,9 @@ def _tie_aware(
         x = torch.arange(most + 1, device=device, dtype=torch.float64)[None, :]  # [1, X]
         nf, rf, mf = (t.to(torch.float64)[:, None] for t in (n, r, m))
         valid = (x <= rf) & (x <= mf) & (mf - x <= nf - rf)
-        log_p = _log_choose(rf, torch.minimum(x, rf)) + _log_choose(nf - rf, torch.minimum((mf - x).clamp(min=0), nf - rf))
+        log_p = _log_choose(rf, torch.minimum(x, rf)) + _log_choose(
+            nf - rf, torch.minimum((mf - x).clamp(min=0), nf - rf)
+        )
         p = torch.where(valid, torch.exp(log_p - _log_choose(nf, mf)), 0.0)
         xs = x.long().expand(q, -1)
         expand = lambda t: t[:, None].expand(q, most + 1)  # noqa: E731
@@ -470,7 +472,9 @@ def average_precision_per_query(
         for distances, relevant in _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size):
             per_query.append(_tie_aware(distances, relevant, bins, [], [])["map_tie"].cpu())
         return torch.cat(per_query)
-    for relevant, hits in itertools.starmap(_ranked, _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size)):
+    for relevant, hits in itertools.starmap(
+        _ranked, _blocks(query_codes, db_codes, query_labels, db_labels, chunk_size)
+    ):
         positions = torch.arange(1, num_db + 1, dtype=torch.float64, device=hits.device)
         per_query.append(_safe_ratio(((hits * relevant) / positions).sum(1), hits[:, -1]).cpu())
     return torch.cat(per_query) if per_query else torch.empty(0, dtype=torch.float64)

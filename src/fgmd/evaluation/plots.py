@@ -52,7 +52,13 @@ def plot_pr_curves(path: Path, curves: Mapping[str, tuple[np.ndarray, np.ndarray
         right.plot(radius, precision, "-", color=colour, label=f"precision {_arrow(direction)}")
         right.plot(radius, recall, "--", color=colour, label=f"recall {_arrow(direction)}")
     left.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="PR curve (Hamming radius 0…K)")
-    right.set(xlabel="Hamming radius r", ylabel="value", xlim=(0, bits), ylim=(0, 1.02), title="precision / recall within radius r")
+    right.set(
+        xlabel="Hamming radius r",
+        ylabel="value",
+        xlim=(0, bits),
+        ylim=(0, 1.02),
+        title="precision / recall within radius r",
+    )
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="best")
@@ -89,7 +95,9 @@ def display_image(image: np.ndarray, size: int = 96) -> np.ndarray:
     rgb = np.repeat(image[:1], 3, axis=0) if image.shape[0] < 3 else image[:3]
     low, high = np.percentile(rgb, [1, 99])
     rgb = np.clip((rgb - low) / max(high - low, 1e-6), 0.0, 1.0)
-    resized = F.interpolate(torch.from_numpy(rgb)[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    resized = F.interpolate(
+        torch.from_numpy(rgb)[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
     return resized[0].clamp(0, 1).permute(1, 2, 0).numpy()
 
 
@@ -128,7 +136,9 @@ def plot_retrieval_grid(
             axis.axis("off")
     precision = [np.mean([res["relevant"] for res in q["results"]]) for q in queries]
     title = f"Retrieval {_arrow(direction)}: top-{top_k} by Hamming distance d (green = same class, red = other class)"
-    subtitle = f"mean precision@{top_k} of these queries {np.mean(precision):.2f}" + (f"; {band_note}" if band_note else "")
+    subtitle = f"mean precision@{top_k} of these queries {np.mean(precision):.2f}" + (
+        f"; {band_note}" if band_note else ""
+    )
     figure.suptitle(f"{title}\n{subtitle}", fontsize=10)
     return _save(figure, path)
 
@@ -156,7 +166,9 @@ def plot_training_curves(
     epochs = np.array([r["epoch"] + 1 for r in log])
     for index, term in enumerate(terms):
         axis = figure.add_subplot(grid[index // columns, index % columns])
-        axis.plot(epochs, [r.get(term, np.nan) for r in log], "-o", markersize=3, color="C2" if term == "total" else "C0")
+        axis.plot(
+            epochs, [r.get(term, np.nan) for r in log], "-o", markersize=3, color="C2" if term == "total" else "C0"
+        )
         axis.set_title(f"{term} (unweighted)" if term != "total" else "total loss (weighted sum)", fontsize=10)
         axis.set_xlabel("epoch", fontsize=8)
         axis.tick_params(labelsize=8)
@@ -165,7 +177,10 @@ def plot_training_curves(
     axis = figure.add_subplot(grid[term_rows, :])
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     values = []
-    for key, marker, colour, name in (("val", "o", "C3", "validation"), ("test", "s", "C4", "test (logged only, never used to select)")):
+    for key, marker, colour, name in (
+        ("val", "o", "C3", "validation"),
+        ("test", "s", "C4", "test (logged only, never used to select)"),
+    ):
         points = [(r["epoch"] + 1, r[key]) for r in log if key in r]
         if not points:
             continue
@@ -181,7 +196,13 @@ def plot_training_curves(
             values += per
             axis.plot(x, per, style, color=colour, alpha=0.6, label=f"{name}: {_arrow(direction)} (ties by index)")
     if selected_epoch is not None and values:
-        axis.axvline(selected_epoch, color="k", alpha=0.5, linestyle="--", label=f"best.pt (epoch {selected_epoch}, on validation)")
+        axis.axvline(
+            selected_epoch,
+            color="k",
+            alpha=0.5,
+            linestyle="--",
+            label=f"best.pt (epoch {selected_epoch}, on validation)",
+        )
     axis.set_title("mAP per evaluation", fontsize=10)
     axis.set(xlabel="epoch", ylabel="mAP")
     axis.grid(alpha=0.3)
@@ -193,7 +214,14 @@ def plot_training_curves(
         axis.set_xlim(0.5, max(epochs) + 0.5)
         axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     else:
-        axis.text(0.5, 0.5, "no validation split: nothing evaluated during training", ha="center", va="center", transform=axis.transAxes)
+        axis.text(
+            0.5,
+            0.5,
+            "no validation split: nothing evaluated during training",
+            ha="center",
+            va="center",
+            transform=axis.transAxes,
+        )
     figure.tight_layout()
     return _save(figure, path)
 
@@ -215,7 +243,9 @@ def plot_code_projection(
     for (modality, values), marker in zip(codes.items(), ("o", "^")):
         xy = (np.asarray(values, dtype=np.float64) - stacked.mean(0)) @ vt[:2].T
         labels = np.asarray(classes[modality])
-        axis.scatter(xy[:, 0], xy[:, 1], c=[colours[i] for i in labels], marker=marker, s=22, alpha=0.75, edgecolors="none")
+        axis.scatter(
+            xy[:, 0], xy[:, 1], c=[colours[i] for i in labels], marker=marker, s=22, alpha=0.75, edgecolors="none"
+        )
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], marker="s", linestyle="", color=colours[i], label=n) for i, n in enumerate(class_names)]

@@ -85,29 +85,57 @@ def _label_text(label: torch.Tensor, class_names: Sequence[str]) -> str:
     return text if len(text) <= 18 else text[:17] + "…"
 
 
-def _selection_views(run_dir: Path, log: list[dict], state: dict, checkpoint_metrics: dict, checkpoint: Path) -> list[dict]:
+def _selection_views(
+    run_dir: Path, log: list[dict], state: dict, checkpoint_metrics: dict, checkpoint: Path
+) -> list[dict]:
     """Rows for the model-selection table: selected on validation, last epoch, best on test."""
     views = []
     selected_on = state.get("selected_on", "last")
     if checkpoint.name == "best.pt":
-        label = "selected on validation (best.pt)" if selected_on == "validation" else "best.pt (no validation split: last epoch)"
+        label = (
+            "selected on validation (best.pt)"
+            if selected_on == "validation"
+            else "best.pt (no validation split: last epoch)"
+        )
         views.append({"view": label, "epoch": state.get("epoch", -1) + 1, "metrics": checkpoint_metrics})
     else:
         views.append({"view": f"this checkpoint ({checkpoint.name})", "epoch": None, "metrics": checkpoint_metrics})
     last_path = run_dir / "metrics_last.json"
     last_log = [r for r in log if "test" in r and r["epoch"] + 1 == len(log)]
     if last_path.exists():
-        views.append({"view": "last epoch (last.pt)", "epoch": len(log) or None, "metrics": json.loads(last_path.read_text())})
+        views.append(
+            {"view": "last epoch (last.pt)", "epoch": len(log) or None, "metrics": json.loads(last_path.read_text())}
+        )
     elif last_log:
         views.append({"view": "last epoch (from the test log)", "epoch": len(log), "metrics": last_log[0]["test"]})
     else:
-        views.append({"view": "last epoch", "epoch": len(log) or None, "metrics": None, "note": "not evaluated (fgmd sweep/ablate write metrics_last.json)"})
+        views.append(
+            {
+                "view": "last epoch",
+                "epoch": len(log) or None,
+                "metrics": None,
+                "note": "not evaluated (fgmd sweep/ablate write metrics_last.json)",
+            }
+        )
     tested = [r for r in log if "test" in r]
     if tested:
         best = max(tested, key=lambda r: r["test"]["mean_map"])
-        views.append({"view": "best on test — optimistic, as the published FSISR/FG-MD scripts select", "epoch": best["epoch"] + 1, "metrics": best["test"]})
+        views.append(
+            {
+                "view": "best on test — optimistic, as the published FSISR/FG-MD scripts select",
+                "epoch": best["epoch"] + 1,
+                "metrics": best["test"],
+            }
+        )
     else:
-        views.append({"view": "best on test — optimistic", "epoch": None, "metrics": None, "note": "not tracked (train.track_test=false)"})
+        views.append(
+            {
+                "view": "best on test — optimistic",
+                "epoch": None,
+                "metrics": None,
+                "note": "not tracked (train.track_test=false)",
+            }
+        )
     return views
 
 
@@ -206,7 +234,13 @@ def generate_report(
                 }
                 for j in order[i].tolist()
             ]
-            rows.append({"image": queries[a][qi]["image"].numpy(), "label": _label_text(q_labels[a][qi], class_names), "results": results})
+            rows.append(
+                {
+                    "image": queries[a][qi]["image"].numpy(),
+                    "label": _label_text(q_labels[a][qi], class_names),
+                    "results": results,
+                }
+            )
         notes = [f"{m}: bands 1–3 shown as RGB" for m in (a, b) if data.modality_config(m).channels > 3]
         if degenerate_code_warnings({b: db_codes[b]}, "database"):
             notes.append(f"all {b} database codes are (nearly) identical: ties are shown in database order")
@@ -234,9 +268,13 @@ def generate_report(
     return path
 
 
-def _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, epochs_logged, warnings) -> str:
+def _markdown(
+    run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, epochs_logged, warnings
+) -> str:
     m = config.model
-    modules = [name for name, on in (("FDFSP", m.fdfsp), ("ADF", m.adf), ("DAMD", config.loss.damd)) if on] or ["none (baseline)"]
+    modules = [name for name, on in (("FDFSP", m.fdfsp), ("ADF", m.adf), ("DAMD", config.loss.damd)) if on] or [
+        "none (baseline)"
+    ]
     lines = [
         f"# FG-MD run report: `{run_dir}`",
         "",

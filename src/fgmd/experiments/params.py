@@ -43,7 +43,9 @@ def paper_parameter_comparison(config: Config, num_classes: int = 6) -> dict[str
 
     from fgmd.models import count_parameters
 
-    full = config.with_overrides(["model.width_mult=1.0", "model.pretrained=none", "model.pretrained_path=", "loss.damd=true"])
+    full = config.with_overrides(
+        ["model.width_mult=1.0", "model.pretrained=none", "model.pretrained_path=", "loss.damd=true"]
+    )
     ours, train_only = parameter_counts(full, num_classes)
     wide = full.with_overrides(["model.head_hidden=2048"])
     wide_total, _ = parameter_counts(wide, num_classes)

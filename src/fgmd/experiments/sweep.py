@@ -56,6 +56,9 @@ def run_sweep(
     columns = list(rows[0])
     md_columns = [c for c in columns if c not in ("run_dir", "val_map_mean", "last_epoch")]
     title = f"Code-length sweep ({' ↔ '.join(config.data.modalities)}, {config.data.format} data at {config.data.root})"
-    notes = [*SELECTION_NOTES, f"Runs: {Path(config.out_dir)}/bits_<K>; one config otherwise (train.epochs={config.train.epochs})."]
+    notes = [
+        *SELECTION_NOTES,
+        f"Runs: {Path(config.out_dir)}/bits_<K>; one config otherwise (train.epochs={config.train.epochs}).",
+    ]
     md, csv_path = write_tables(Path(config.out_dir), "sweep", title, rows, columns, titles, notes, md_columns)
     return SweepResult(rows, md, csv_path, runs)

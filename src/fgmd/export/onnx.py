@@ -93,7 +93,11 @@ def matmul_dft(module: nn.Module) -> Iterator[None]:
 
 
 def export_encoder(
-    encoder: ModalityEncoder, path: str | os.PathLike, image_size: int, opset: int = DEFAULT_OPSET, example_batch: int = 2
+    encoder: ModalityEncoder,
+    path: str | os.PathLike,
+    image_size: int,
+    opset: int = DEFAULT_OPSET,
+    example_batch: int = 2,
 ) -> Path:
     """Export one ``ModalityEncoder`` (codes only) to ``path`` (see the module docs)."""
     if example_batch < 2:
@@ -247,7 +251,9 @@ def calibration_batches(
     transform = ModalityTransform(config.data.modality_config(modality), image_size, resize, train=False)
     images = build_dataset(config.data, config.data.train_split).images(modality, transform)
     if len(images) == 0:
-        raise ValueError(f"split {config.data.train_split!r} of {config.data.root} has no {modality} images to calibrate on")
+        raise ValueError(
+            f"split {config.data.train_split!r} of {config.data.root} has no {modality} images to calibrate on"
+        )
     count = min(options.calibration_images, len(images))
     positions = np.linspace(0, len(images) - 1, count).round().astype(int)
     for start in range(0, count, options.batch_size):

@@ -200,7 +200,10 @@ def check_onnx(
             report.data = f"folder {folder}"
         else:
             data = config.data
-            sets = {name: cap(split_source(config, name, modality)) for name in dict.fromkeys((data.query_split, data.database_split))}
+            sets = {
+                name: cap(split_source(config, name, modality))
+                for name in dict.fromkeys((data.query_split, data.database_split))
+            }
             report.data = f"splits {data.query_split!r} (queries) and {data.database_split!r} (database) of {data.root}"
         pt_all, onnx_all = [], []
         for name, source in sets.items():
@@ -254,7 +257,16 @@ def check_onnx(
 def parity_table(report: ParityReport) -> str:
     """The report as two markdown tables."""
     branches = render_table(
-        ["branch", "precision", "images", "bits compared", "bit agreement", "bits flipped", "codes changed", "max |Δcode|"],
+        [
+            "branch",
+            "precision",
+            "images",
+            "bits compared",
+            "bit agreement",
+            "bits flipped",
+            "codes changed",
+            "max |Δcode|",
+        ],
         [
             [
                 b.modality,
@@ -272,15 +284,24 @@ def parity_table(report: ParityReport) -> str:
     directions = list(report.topk_overlap)
     overlap = render_table(
         [
-            "ranking", f"top-{report.k} overlap (PyTorch vs ONNX)",
-            "mAP PyTorch fp32 (ties by index)", "mAP ONNX (ties by index)", "Δ mAP (ties by index)",
-            "mAP PyTorch fp32 (tie-aware)", "mAP ONNX (tie-aware)",
+            "ranking",
+            f"top-{report.k} overlap (PyTorch vs ONNX)",
+            "mAP PyTorch fp32 (ties by index)",
+            "mAP ONNX (ties by index)",
+            "Δ mAP (ties by index)",
+            "mAP PyTorch fp32 (tie-aware)",
+            "mAP ONNX (tie-aware)",
         ],
         [
             [direction, f"{report.topk_overlap[direction]:.4f}"]
             + (
-                [f"{m['pytorch']:.4f}", f"{m['onnx']:.4f}", f"{m['onnx'] - m['pytorch']:+.4f}",
-                 f"{m['pytorch_tie']:.4f}", f"{m['onnx_tie']:.4f}"]
+                [
+                    f"{m['pytorch']:.4f}",
+                    f"{m['onnx']:.4f}",
+                    f"{m['onnx'] - m['pytorch']:+.4f}",
+                    f"{m['pytorch_tie']:.4f}",
+                    f"{m['onnx_tie']:.4f}",
+                ]
                 if (m := report.map.get(direction))
                 else ["-"] * 5
             )

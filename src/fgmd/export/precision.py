@@ -70,7 +70,9 @@ class QuantizationOptions:
     def __post_init__(self) -> None:
         unknown = [g for g in self.keep_fp32 if g not in KEEP_FP32_GROUPS]
         if unknown:
-            raise ValueError(f"unknown node group(s) {unknown} to keep in float32; choose from {list(KEEP_FP32_GROUPS)}")
+            raise ValueError(
+                f"unknown node group(s) {unknown} to keep in float32; choose from {list(KEEP_FP32_GROUPS)}"
+            )
         if self.calibration_images < 1 or self.batch_size < 1:
             raise ValueError(
                 f"calibration needs at least one image and a positive batch size, got "

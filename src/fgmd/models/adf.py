@@ -63,9 +63,9 @@ class ADF(nn.Module):
         height, width = int(x.shape[2]), int(x.shape[3])  # constants when traced for export
         spatial = torch.softmax(self.spatial_kernel(x), dim=1)  # [B, 9, H, W]
         context = x.mean(dim=(2, 3))  # [B, C]
-        per_channel = torch.softmax(
-            self.channel_kernel(context).reshape(-1, channels, _TAPS), dim=2
-        ).reshape(-1, channels, _TAPS, 1, 1)  # [B, C, 9, 1, 1]
+        per_channel = torch.softmax(self.channel_kernel(context).reshape(-1, channels, _TAPS), dim=2).reshape(
+            -1, channels, _TAPS, 1, 1
+        )  # [B, C, 9, 1, 1]
         padded = F.pad(x, (1, 1, 1, 1))
         filtered: Tensor | None = None
         for tap in range(_TAPS):

@@ -51,9 +51,7 @@ class MobileNetV2Trunk(nn.Module):
             for block in self.features:
                 if getattr(block, "use_res_connect", False):
                     nn.init.zeros_(block.conv[-1].weight)
-        self.level_channels: tuple[int, ...] = tuple(
-            self.features[stop - 1].out_channels for _, stop in LEVEL_SLICES
-        )
+        self.level_channels: tuple[int, ...] = tuple(self.features[stop - 1].out_channels for _, stop in LEVEL_SLICES)
         self.out_channels: int = self.features[_LAST].out_channels
 
     def forward_level(self, level: int, x: Tensor) -> Tensor:

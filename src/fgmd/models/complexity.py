@@ -166,4 +166,3 @@ def measure_encode_time(
         for name, model in models.items():
             model.train(states[name])
     return {n: {b: min(v) for b, v in samples[n].items()} for n in names}
-

@@ -112,9 +112,7 @@ def irfft2_matmul(re: Tensor, im: Tensor, s: tuple[int, int]) -> Tensor:
     """
     height, width = static_size(s)
     if static_size(re.shape[-2:]) != (height, half_spectrum_width(width)):
-        raise ValueError(
-            f"spectrum of shape {tuple(re.shape[-2:])} does not match output size {tuple(s)}"
-        )
+        raise ValueError(f"spectrum of shape {tuple(re.shape[-2:])} does not match output size {tuple(s)}")
     ch, sh, _, _, icw, isw = dft_matrices(height, width, re.device, re.dtype)
     # inverse column transform: (ch + i sh) @ (re + i im)
     col_re = ch @ re - sh @ im
@@ -143,7 +141,9 @@ def dft_kron_matrices(height: int, width: int, device: torch.device, dtype: torc
     re, im = rfft2_matmul(basis)
     forward = torch.cat([re.flatten(1), im.flatten(1)], dim=1)
     spectra = torch.eye(2 * n, dtype=torch.float64)
-    inverse = irfft2_matmul(spectra[:, :n].reshape(2 * n, height, wr), spectra[:, n:].reshape(2 * n, height, wr), (height, width))
+    inverse = irfft2_matmul(
+        spectra[:, :n].reshape(2 * n, height, wr), spectra[:, n:].reshape(2 * n, height, wr), (height, width)
+    )
     return forward.to(device=device, dtype=dtype), inverse.flatten(1).to(device=device, dtype=dtype)
 
 

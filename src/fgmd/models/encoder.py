@@ -113,4 +113,3 @@ class ModalityEncoder(nn.Module):
                 features.append(x)
         pooled = self.pool(self.trunk.forward_last(x), gate)
         return self.head(pooled), tuple(features)
-

@@ -111,9 +111,13 @@ def _kernel_dft_basis(height: int, width: int, kernel_size: int, device: torch.d
     offsets = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
     ky = torch.arange(height, dtype=torch.float64) / height
     kx = torch.arange(half_spectrum_width(width), dtype=torch.float64) / width
-    angle = 2 * math.pi * (
-        offsets[:, None, None, None] * ky[None, None, :, None]
-        + offsets[None, :, None, None] * kx[None, None, None, :]
+    angle = (
+        2
+        * math.pi
+        * (
+            offsets[:, None, None, None] * ky[None, None, :, None]
+            + offsets[None, :, None, None] * kx[None, None, None, :]
+        )
     )  # [k, k, H, Wr]
     basis = torch.stack([torch.cos(angle), -torch.sin(angle)], dim=-1)  # [k, k, H, Wr, 2]
     return basis.flatten(0, 1).flatten(1).to(device, torch.float32)
@@ -254,8 +258,5 @@ class FDFSP(nn.Module):
         if height % 2 or width % 2:
             high = F.pad(high, (0, width % 2, 0, height % 2))
         if ((height + 1) // 2, (width + 1) // 2) != static_size(out_size):
-            raise ValueError(
-                f"FDFSP: stage input {height}x{width} does not halve to the output size "
-                f"{tuple(out_size)}"
-            )
+            raise ValueError(f"FDFSP: stage input {height}x{width} does not halve to the output size {tuple(out_size)}")
         return self.recover(high)

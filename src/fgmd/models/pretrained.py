@@ -50,7 +50,14 @@ _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema")
 _MAX_LISTED = 8
 
 # timm InvertedResidual / DepthwiseSeparableConv submodule -> torchvision ``features.<i>.conv`` path.
-_TIMM_IR = {"conv_pw": "conv.0.0", "bn1": "conv.0.1", "conv_dw": "conv.1.0", "bn2": "conv.1.1", "conv_pwl": "conv.2", "bn3": "conv.3"}
+_TIMM_IR = {
+    "conv_pw": "conv.0.0",
+    "bn1": "conv.0.1",
+    "conv_dw": "conv.1.0",
+    "bn2": "conv.1.1",
+    "conv_pwl": "conv.2",
+    "bn3": "conv.3",
+}
 _TIMM_DS = {"conv_dw": "conv.0.0", "bn1": "conv.0.1", "conv_pw": "conv.1", "bn2": "conv.2"}
 _TIMM_TOP = {"conv_stem": "features.0.0", "bn1": "features.0.1", "conv_head": "features.18.0", "bn2": "features.18.1"}
 _TIMM_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.([A-Za-z0-9_]+)\.(.+)$")
@@ -213,10 +220,13 @@ def load_pretrained_trunk(trunk: nn.Module, source: str, path: str = "", width_m
             problems.append(f"unexpected {len(unexpected)}: {_listed(unexpected)}")
         raise PretrainedWeightsError(
             f"{where} does not match the MobileNetV2 trunk (torchvision names features.<i>…, or timm "
-            f"mobilenetv2_100 names; module./model. prefixes and classifier.* are ignored): "
-            + "; ".join(problems)
+            f"mobilenetv2_100 names; module./model. prefixes and classifier.* are ignored): " + "; ".join(problems)
         )
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if wrong:
         raise PretrainedWeightsError(
             f"{where}: {len(wrong)} tensors have the wrong shape for a width-1.0, 3-band MobileNetV2: {_listed(wrong)}"

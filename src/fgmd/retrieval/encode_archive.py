@@ -428,7 +428,9 @@ def build_index(
         raise suggest(ArchiveError("appending and overwriting exclude each other"), "append", "overwrite")
     if out.exists() and not (append or overwrite):
         raise suggest(
-            FileExistsError(f"{out} exists: append to add new images to it, or overwrite to replace it"), "append", "overwrite"
+            FileExistsError(f"{out} exists: append to add new images to it, or overwrite to replace it"),
+            "append",
+            "overwrite",
         )
     if out.is_dir():
         raise ArchiveError(f"{out} is a folder; give the index file name")
@@ -528,7 +530,9 @@ def _merge(
         codes.append(chunk.codes)
         ids += expected
         if chunk.root is None or chunk.paths is None:
-            raise ArchiveError(f"{path} records no image paths (written by another fgmd?): delete {parts} to start over")
+            raise ArchiveError(
+                f"{path} records no image paths (written by another fgmd?): delete {parts} to start over"
+            )
         paths += [os.path.join(chunk.root, *p.split("/")) for p in chunk.paths]
         if chunk.labels is not None:
             labels.append(chunk.labels)
@@ -537,8 +541,9 @@ def _merge(
     keep_paths = existing is None or not len(existing) or existing.paths is not None
     root = existing.root if existing is not None and len(existing) and existing.root else source.root
     class_names = source.class_names if existing is None or not len(existing) else existing.class_names
-    index = Index(identity["bits"], identity["modality"], identity, root=root if keep_paths else None,
-                  class_names=class_names)
+    index = Index(
+        identity["bits"], identity["modality"], identity, root=root if keep_paths else None, class_names=class_names
+    )
     if existing is not None and len(existing):
         index.add(existing.codes, existing.ids.tolist(), existing.labels, existing.paths if keep_paths else None)
     if ids:

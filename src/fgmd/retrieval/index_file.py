@@ -302,7 +302,12 @@ class Index:
         key = (resolved, options)
         if key not in self._backends:
             self._backends[key] = build_backend(
-                resolved, self._codes, self._bits, mih_substrings=mih_substrings, nprobe=nprobe, recall_target=recall_target
+                resolved,
+                self._codes,
+                self._bits,
+                mih_substrings=mih_substrings,
+                nprobe=nprobe,
+                recall_target=recall_target,
             )
         return self._backends[key]
 
@@ -432,7 +437,9 @@ class Index:
             if not prefix:
                 raise IndexFileError(path, "empty file, not an fgmd index")
             if prefix[: len(MAGIC)] != MAGIC[: len(prefix)]:
-                raise IndexFileError(path, f"not an fgmd index file (magic {prefix[:len(MAGIC)]!r}, expected {MAGIC!r})")
+                raise IndexFileError(
+                    path, f"not an fgmd index file (magic {prefix[: len(MAGIC)]!r}, expected {MAGIC!r})"
+                )
             if len(prefix) < _PREFIX.size:
                 raise IndexFileError(path, f"truncated: {size} bytes, shorter than the {_PREFIX.size}-byte header")
             _, version, _, meta_length, meta_sha256 = _PREFIX.unpack(prefix)
@@ -443,7 +450,9 @@ class Index:
                     f"{', '.join(map(str, READABLE_VERSIONS))})",
                 )
             if _PREFIX.size + meta_length > size:
-                raise IndexFileError(path, f"truncated: {size} bytes, the metadata alone needs {_PREFIX.size + meta_length}")
+                raise IndexFileError(
+                    path, f"truncated: {size} bytes, the metadata alone needs {_PREFIX.size + meta_length}"
+                )
             meta_bytes = file.read(meta_length)
             if hashlib.sha256(meta_bytes).digest() != meta_sha256:
                 raise IndexFileError(path, "metadata checksum mismatch: the file is corrupted")
@@ -524,9 +533,11 @@ def _parse_metadata(path: Path, meta_bytes: bytes) -> dict[str, Any]:
         "num_labels": lambda v: v is None or (is_count(v) and v > 0),
         "payload_size": is_count,
         "payload_sha256": lambda v: isinstance(v, str) and len(v) == 64,
-        "sections": lambda v: isinstance(v, dict)
-        and {"codes", "ids"} <= set(v) <= set(_SECTIONS)
-        and all(isinstance(s, dict) and is_count(s.get("offset")) and is_count(s.get("length")) for s in v.values()),
+        "sections": lambda v: (
+            isinstance(v, dict)
+            and {"codes", "ids"} <= set(v) <= set(_SECTIONS)
+            and all(isinstance(s, dict) and is_count(s.get("offset")) and is_count(s.get("length")) for s in v.values())
+        ),
     }
     for key, check in checks.items():
         if key not in metadata or not check(metadata[key]):
@@ -535,8 +546,10 @@ def _parse_metadata(path: Path, meta_bytes: bytes) -> dict[str, Any]:
         raise IndexFileError(path, "malformed metadata: labels section and num_labels disagree")
     optional = {
         "root": lambda v: v is None or isinstance(v, str),
-        "class_names": lambda v: v is None
-        or (isinstance(v, list) and all(isinstance(n, str) for n in v) and len(v) == metadata["num_labels"]),
+        "class_names": lambda v: (
+            v is None
+            or (isinstance(v, list) and all(isinstance(n, str) for n in v) and len(v) == metadata["num_labels"])
+        ),
     }
     for key, check in optional.items():
         if not check(metadata.get(key)):

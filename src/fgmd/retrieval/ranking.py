@@ -99,9 +99,7 @@ def select_topk(
     return distances[order].astype(np.int32), positions[order].astype(np.int64)
 
 
-def select_radius(
-    distances: np.ndarray, radius: int, positions: np.ndarray | None = None
-) -> Hits:
+def select_radius(distances: np.ndarray, radius: int, positions: np.ndarray | None = None) -> Hits:
     """All candidates within ``radius`` (inclusive), sorted by (distance, position).
 
     Arguments as in ``select_topk``.

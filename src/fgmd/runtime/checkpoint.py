@@ -59,5 +59,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an fgmd checkpoint (no '{FORMAT}' tag)")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload.get('version')} is not supported (expected {VERSION})"
+        )
     return payload

@@ -160,12 +160,16 @@ def create_app(service: SearchService, max_upload_bytes: int = DEFAULT_MAX_UPLOA
 
     @app.get("/api/thumbnail/{modality}/{position}")
     def thumbnail(modality: str, position: int) -> Response:
-        return Response(service.thumbnail(modality, position), media_type="image/png",
-                        headers={"Cache-Control": "max-age=3600"})
+        return Response(
+            service.thumbnail(modality, position), media_type="image/png", headers={"Cache-Control": "max-age=3600"}
+        )
 
     @app.get("/api/query-thumbnail/{modality}/{position}")
     def query_thumbnail(modality: str, position: int) -> Response:
-        return Response(service.query_thumbnail(modality, position), media_type="image/png",
-                        headers={"Cache-Control": "max-age=3600"})
+        return Response(
+            service.query_thumbnail(modality, position),
+            media_type="image/png",
+            headers={"Cache-Control": "max-age=3600"},
+        )
 
     return app

@@ -54,8 +54,6 @@ class QueryError(ValueError):
         self.status = status
 
 
-
-
 def render_preview(image: torch.Tensor, size: int = THUMBNAIL_SIZE) -> bytes:
     """A PNG for people to look at: ``image [C, H, W]`` (any value range) -> 8-bit grey
     (1-2 bands: the first) or RGB (3+ bands: the first three), each band stretched between
@@ -67,8 +65,10 @@ def render_preview(image: torch.Tensor, size: int = THUMBNAIL_SIZE) -> bytes:
     pixels = (np.nan_to_num(np.clip(scaled, 0, 1)) * 255).round().astype(np.uint8)
     picture = Image.fromarray(pixels[0] if len(pixels) == 1 else np.moveaxis(pixels, 0, -1))
     scale = size / max(picture.size)
-    picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                             Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS)
+    picture = picture.resize(
+        (max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+        Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS,
+    )
     out = io.BytesIO()
     picture.save(out, format="PNG")
     return out.getvalue()
@@ -430,7 +430,9 @@ class SearchService:
         split = self.query_split(modality)
         if not 0 <= position < len(split.ids):
             raise QueryError(f"the {modality} query split has no item {position}", 404)
-        return self._cached_thumbnail(("query", modality, position), modality, split.paths[position], split.ids[position])
+        return self._cached_thumbnail(
+            ("query", modality, position), modality, split.paths[position], split.ids[position]
+        )
 
     def _cached_thumbnail(self, key: tuple, modality: str, file: str | None, item_id: str) -> bytes:
         with self._cache_lock:

@@ -74,7 +74,9 @@ def crop_flip(images: torch.Tensor, crops: Crops, size: int, rows: torch.Tensor 
     device = images.device
     steps = torch.arange(size, device=device)
     top_rows = crops.top[:, None] + steps  # [n, S]
-    cols = crops.left[:, None] + torch.where(crops.flip[:, None], size - 1 - steps, steps)  # [n, S], reversed when flipped
+    cols = crops.left[:, None] + torch.where(
+        crops.flip[:, None], size - 1 - steps, steps
+    )  # [n, S], reversed when flipped
     batch = (torch.arange(len(images), device=device) if rows is None else rows)[:, None, None]
     # advanced indices on dims 0, 2, 3 around a slice: the result is [n, S, S, C]
     pixels = images[batch, :, top_rows[:, :, None], cols[:, None, :]]
@@ -264,8 +266,12 @@ class TripletBatches:
 
 
 def _cat(first: Crops, second: Crops) -> Crops:
-    return Crops(*(torch.cat([a, b]) for a, b in zip((first.top, first.left, first.flip),
-                                                      (second.top, second.left, second.flip))))
+    return Crops(
+        *(
+            torch.cat([a, b])
+            for a, b in zip((first.top, first.left, first.flip), (second.top, second.left, second.flip))
+        )
+    )
 
 
 def _to(crops: Crops, device: torch.device) -> Crops:

@@ -72,7 +72,9 @@ class DAMD(nn.Module):
         self.channel_attention = nn.ModuleList(ChannelAttention(level_channels[i], reduction) for i in SEMANTIC_LEVELS)
         self.spatial_attention = nn.ModuleList(SpatialAttention(level_channels[i]) for i in SPATIAL_LEVELS)
 
-    def one_way(self, student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def one_way(
+        self, student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(semantic, spatial) loss distilling ``student`` towards the detached ``teacher``."""
         semantic = student[0].new_zeros(())
         for attention, level in zip(self.channel_attention, SEMANTIC_LEVELS):

@@ -86,9 +86,9 @@ class FGMDObjective(nn.Module):
         raw["classification"] = _add(classification_loss(self.projection(codes[m]), labels[m]) for m in codes)
         raw["quantization"] = _add(quantization_loss(codes[m]) for m in codes)
         a, b = codes[mod_a], codes[mod_b]
-        raw["triplet"] = triplet_loss(a[:batch], b[batch : 2 * batch], b[2 * batch :], self.config.margin) + triplet_loss(
-            b[:batch], a[batch : 2 * batch], a[2 * batch :], self.config.margin
-        )
+        raw["triplet"] = triplet_loss(
+            a[:batch], b[batch : 2 * batch], b[2 * batch :], self.config.margin
+        ) + triplet_loss(b[:batch], a[batch : 2 * batch], a[2 * batch :], self.config.margin)
         extra: dict[str, torch.Tensor] = {}
         if self.damd is not None:
             if anchor_features is None:

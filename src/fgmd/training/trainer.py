@@ -89,6 +89,7 @@ class StepClock:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of every random draw in ``epoch`` of a run seeded with ``seed``."""
     return (seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
@@ -203,7 +204,9 @@ class Trainer:
         self.normalisers = normalisers(data, self.device)
 
         self.model: FGMD = model_from_config(config)
-        self.objective = FGMDObjective(config.loss, config.model.bits, train_full.num_classes, self.model.level_channels)
+        self.objective = FGMDObjective(
+            config.loss, config.model.bits, train_full.num_classes, self.model.level_channels
+        )
         if config.train.sync_bn and self.device.type != "cuda":
             raise ConfigError("train.sync_bn=true needs CUDA devices (SyncBatchNorm does not run on the CPU)")
         if self.context.is_distributed and config.train.sync_bn:
@@ -229,7 +232,9 @@ class Trainer:
         n, bits = len(self.train_set), config.model.bits
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, -1))
         # Epoch 0 mines on random codes (docs/DESIGN.md §2); afterwards on the codes cached in training.
-        self.bank = {m: torch.randint(0, 2, (n, bits), generator=generator).to(torch.int8) * 2 - 1 for m in self.modalities}
+        self.bank = {
+            m: torch.randint(0, 2, (n, bits), generator=generator).to(torch.int8) * 2 - 1 for m in self.modalities
+        }
         self.start_epoch = 0
         self.best_score = float("-inf")
         self.best_epoch = -1
@@ -264,14 +269,17 @@ class Trainer:
             if changed:
                 logger.warning(
                     "resuming with a different %s: the run continues, but its result will not be "
-                    "bit-identical to an uninterrupted run", ", ".join(changed),
+                    "bit-identical to an uninterrupted run",
+                    ", ".join(changed),
                 )
             saved_world = state.get("world_size")  # absent in checkpoints written before it was stored
             if saved_world is not None and saved_world != self.context.world_size:
                 logger.warning(
                     "resuming a run trained by %d process(es) with %d: the effective batch size changes "
                     "from %d to %d pairs, so the result will differ from an uninterrupted run",
-                    saved_world, self.context.world_size, saved_world * self.config.train.batch_size,
+                    saved_world,
+                    self.context.world_size,
+                    saved_world * self.config.train.batch_size,
                     self.context.world_size * self.config.train.batch_size,
                 )
         self.model.load_state_dict(state["model"])
@@ -361,14 +369,24 @@ class Trainer:
         pos_a, neg_a = mine_triplets(self.bank[b], self.bank[a], labels, k, generator)
         return {a: pos_a, b: pos_b}, {a: neg_a, b: neg_b}
 
-    def batches(self, epoch: int, positives: dict[str, torch.Tensor], negatives: dict[str, torch.Tensor]) -> TripletBatches:
+    def batches(
+        self, epoch: int, positives: dict[str, torch.Tensor], negatives: dict[str, torch.Tensor]
+    ) -> TripletBatches:
         """The augmented triplet batches of ``epoch`` for this process (seeded by epoch and rank)."""
         config, context = self.config, self.context
         seed = epoch_seed(config.seed, epoch)
         order = epoch_order(len(self.images), seed, context.rank, context.world_size)
         return TripletBatches(
-            self.images, positives, negatives, order, config.train.batch_size, config.data.image_size,
-            config.data.hflip, self.normalisers, torch.Generator().manual_seed(seed + context.rank), self.device,
+            self.images,
+            positives,
+            negatives,
+            order,
+            config.train.batch_size,
+            config.data.image_size,
+            config.data.hflip,
+            self.normalisers,
+            torch.Generator().manual_seed(seed + context.rank),
+            self.device,
             self.memory_format,
         )
 
@@ -386,7 +404,9 @@ class Trainer:
         batches = self.batches(epoch, positives, negatives)
         self.step_module.train()
         bank = {m: codes.to(self.device) for m, codes in self.bank.items()}
-        updated = torch.zeros(len(self.train_set), dtype=torch.bool, device=self.device) if context.is_distributed else None
+        updated = (
+            torch.zeros(len(self.train_set), dtype=torch.bool, device=self.device) if context.is_distributed else None
+        )
         names: list[str] = []
         sums = torch.zeros(0, dtype=torch.float64, device=self.device)  # per term: sum of batch mean x batch size
         seen = 0
@@ -501,14 +521,22 @@ class Trainer:
             data = self.config.data
             inputs = {m: build_preprocessor(data, m) for m in self.modalities}
             query_split = build_dataset(data, data.query_split)
-            db_split = query_split if data.database_split == data.query_split else build_dataset(data, data.database_split)
+            db_split = (
+                query_split if data.database_split == data.query_split else build_dataset(data, data.database_split)
+            )
             self._test_sets = (
                 {m: query_split.images(m, inputs[m]) for m in self.modalities},
                 {m: db_split.images(m, inputs[m]) for m in self.modalities},
             )
         queries, database = self._test_sets
         return evaluate_model(
-            self.model, queries, database, self.config.eval, self.device, self.config.data.num_workers, context=self.context
+            self.model,
+            queries,
+            database,
+            self.config.eval,
+            self.device,
+            self.config.data.num_workers,
+            context=self.context,
         )
 
 

@@ -14,10 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG + " Finished variants (metrics.json present) are not retrained."
     parser.add_argument("--config", help="YAML config file (defaults apply to missing keys)")
     parser.add_argument(
-        "--variants", nargs="+", default=None, metavar="NAME",
+        "--variants",
+        nargs="+",
+        default=None,
+        metavar="NAME",
         help="variants to run, from baseline fdfsp adf damd full (default: all; table order is kept)",
     )
-    parser.add_argument("--timing-repeats", type=int, default=5, help="timed rounds per variant and batch size (default 5)")
+    parser.add_argument(
+        "--timing-repeats", type=int, default=5, help="timed rounds per variant and batch size (default 5)"
+    )
     add_experiment_options(parser)
 
 
@@ -29,8 +34,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
 
     result = run_ablation(
-        config, variants, progress=not args.quiet, report=not args.no_report,
-        timing_repeats=args.timing_repeats, on_run=lambda name, summary: print_run(VARIANTS[name][0], summary),
+        config,
+        variants,
+        progress=not args.quiet,
+        report=not args.no_report,
+        timing_repeats=args.timing_repeats,
+        on_run=lambda name, summary: print_run(VARIANTS[name][0], summary),
     )
     print_tables(result)
     return 0

@@ -60,10 +60,15 @@ def render_report(report) -> str:
         lines += ["", render_table(["split", "role", "records", "pairs", *(f"{m} images" for m in mods)], rows)]
     if report.class_names:
         splits = list(report.splits.values())
-        rows = [[i, name, *(s.class_counts[i] if i < len(s.class_counts) else 0 for s in splits)]
-                for i, name in enumerate(report.class_names)]
-        lines += ["", f"classes ({len(report.class_names)}), records per split:",
-                  render_table(["label", "class", *(s.name for s in splits)], rows)]
+        rows = [
+            [i, name, *(s.class_counts[i] if i < len(s.class_counts) else 0 for s in splits)]
+            for i, name in enumerate(report.class_names)
+        ]
+        lines += [
+            "",
+            f"classes ({len(report.class_names)}), records per split:",
+            render_table(["label", "class", *(s.name for s in splits)], rows),
+        ]
     if report.decoded:
         lines.append("")
         for m, stat in report.images.items():

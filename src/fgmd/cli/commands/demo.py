@@ -38,7 +38,9 @@ def serve_hint(out: Path) -> str:
     checkpoint = out / "run" / "best.pt"
     lines = ["next: look at the retrieval results in the browser (fgmd serve, needs fgmd[serve]):"]
     for modality in ("ms", "pan"):
-        lines.append(f"  fgmd index --checkpoint {checkpoint} --modality {modality} --split database "
-                     f"--out {out / (modality + '.fgidx')} --overwrite")
+        lines.append(
+            f"  fgmd index --checkpoint {checkpoint} --modality {modality} --split database "
+            f"--out {out / (modality + '.fgidx')} --overwrite"
+        )
     lines.append(f"  fgmd serve --checkpoint {checkpoint} --index {out / 'ms.fgidx'} --index {out / 'pan.fgidx'}")
     return "\n".join(lines)

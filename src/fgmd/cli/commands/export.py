@@ -16,31 +16,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a run")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="export format (default onnx)")
     parser.add_argument("--out", required=True, help="folder for <modality>.onnx and <modality>.json")
-    parser.add_argument("--image-size", type=int, help="input side in pixels (default: the checkpoint's data.image_size)")
+    parser.add_argument(
+        "--image-size", type=int, help="input side in pixels (default: the checkpoint's data.image_size)"
+    )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--modality", action="append", help="export only this branch (repeatable; default all)")
     precision = parser.add_argument_group("numeric precision (input and output stay float32)")
-    precision.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                           help="fp32 (default); fp16 (for GPUs / TensorRT); int8 (static QDQ quantization, "
-                                "calibrated on the run's training images)")
-    precision.add_argument("--calibration-images", type=int, default=128,
-                           help="int8: training images used to calibrate activation ranges (default 128)")
+    precision.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 (default); fp16 (for GPUs / TensorRT); int8 (static QDQ quantization, "
+        "calibrated on the run's training images)",
+    )
+    precision.add_argument(
+        "--calibration-images",
+        type=int,
+        default=128,
+        help="int8: training images used to calibrate activation ranges (default 128)",
+    )
     precision.add_argument("--per-channel", action="store_true", help="int8: one weight scale per output channel")
-    precision.add_argument("--keep-fp32", action="append", choices=("head", "fdfsp", "adf"), default=[],
-                           help="int8: leave this part of the encoder in float32 (repeatable)")
+    precision.add_argument(
+        "--keep-fp32",
+        action="append",
+        choices=("head", "fdfsp", "adf"),
+        default=[],
+        help="int8: leave this part of the encoder in float32 (repeatable)",
+    )
     check = parser.add_argument_group("parity check (onnxruntime vs PyTorch on real images)")
-    check.add_argument("--check", action="store_true",
-                       help="after exporting, compare on the checkpoint's query/database splits (or --check-folder)")
+    check.add_argument(
+        "--check",
+        action="store_true",
+        help="after exporting, compare on the checkpoint's query/database splits (or --check-folder)",
+    )
     check.add_argument("--check-folder", help="compare on this folder of images instead (implies --check)")
     check.add_argument("--check-modality", help="modality of the --check-folder images")
     check.add_argument("--recursive", action="store_true", help="with --check-folder: include subfolders")
     check.add_argument("--check-limit", type=int, help="use at most this many images per set")
-    check.add_argument("--budget", type=float,
-                       help="largest acceptable fraction of flipped bits; above it exit 1 (default by precision: "
-                            "fp32 0.001, fp16 0.01, int8 0.05)")
-    check.add_argument("--max-map-drop", type=float, default=0.01,
-                       help="largest acceptable mAP loss vs the PyTorch model in any direction, on labelled splits "
-                            "(default 0.01 = one point); above it exit 1")
+    check.add_argument(
+        "--budget",
+        type=float,
+        help="largest acceptable fraction of flipped bits; above it exit 1 (default by precision: "
+        "fp32 0.001, fp16 0.01, int8 0.05)",
+    )
+    check.add_argument(
+        "--max-map-drop",
+        type=float,
+        default=0.01,
+        help="largest acceptable mAP loss vs the PyTorch model in any direction, on labelled splits "
+        "(default 0.01 = one point); above it exit 1",
+    )
     check.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
 
 
@@ -70,8 +95,10 @@ def run(args: argparse.Namespace) -> int:
         quantization=quantization,
     )
     for branch in branches:
-        print(f"wrote {branch.onnx} and {branch.sidecar.name} ({branch.precision}, "
-              f"{branch.image_size}x{branch.image_size}, dynamic batch)")
+        print(
+            f"wrote {branch.onnx} and {branch.sidecar.name} ({branch.precision}, "
+            f"{branch.image_size}x{branch.image_size}, dynamic batch)"
+        )
     if not (args.check or args.check_folder):
         return 0
     from fgmd.export.parity import check_onnx, parity_table
@@ -94,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
     verdict = "PASS" if report.passed else "FAIL"
     flips_ok = all(b.flip_rate <= report.budget for b in report.branches.values())
     map_ok = all(m["pytorch"] - m["onnx"] <= report.max_map_drop for m in report.map.values())
-    print(f"{verdict}: bit flip rate {'within' if flips_ok else 'above'} the budget of {100 * report.budget:.3g}%"
-          + (f", mAP {'within' if map_ok else 'more than'} {report.max_map_drop:g} of PyTorch's" if report.map else "")
-          + f" (report in {Path(args.out) / 'parity.json'}; figures also in each <modality>.json under \"check\")")
+    print(
+        f"{verdict}: bit flip rate {'within' if flips_ok else 'above'} the budget of {100 * report.budget:.3g}%"
+        + (f", mAP {'within' if map_ok else 'more than'} {report.max_map_drop:g} of PyTorch's" if report.map else "")
+        + f' (report in {Path(args.out) / "parity.json"}; figures also in each <modality>.json under "check")'
+    )
     return 0 if report.passed else 1

@@ -20,12 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="index file to write, e.g. archive.fgidx")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
-    parser.add_argument("--chunk-size", type=int, default=10_000,
-                        help="images per resumable chunk in <out>.parts/ (default 10000)")
+    parser.add_argument(
+        "--chunk-size", type=int, default=10_000, help="images per resumable chunk in <out>.parts/ (default 10000)"
+    )
     parser.add_argument("--append", action="store_true", help="add the images whose ids are not yet in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--skip-unreadable", action="store_true",
-                        help="leave unreadable images out, listed in <out>.skipped.txt (default: stop with an error)")
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave unreadable images out, listed in <out>.skipped.txt (default: stop with an error)",
+    )
     parser.add_argument("--keep-parts", action="store_true", help="keep <out>.parts/ after merging")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     add_quiet(parser)

@@ -14,7 +14,9 @@ HELP = "parameters and MACs of FG-MD and the plain baseline, compared with the p
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config file (default: the built-in defaults)")
     parser.add_argument("--image-size", type=int, default=224, help="input size for the MAC count (default 224)")
-    parser.add_argument("--classes", type=int, default=6, help="classes, for the training-only class projection (default 6, MRSSID)")
+    parser.add_argument(
+        "--classes", type=int, default=6, help="classes, for the training-only class projection (default 6, MRSSID)"
+    )
     add_overrides(parser)
 
 

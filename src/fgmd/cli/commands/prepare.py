@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, help="the downloaded dataset folder (VAIS: holds annotations.txt)")
     parser.add_argument("--out", help="folder for the lists (default: --root); use it as data.root")
     parser.add_argument(
-        "--database", choices=["train", "test"], default="train",
+        "--database",
+        choices=["train", "test"],
+        default="train",
         help="official split that forms the retrieval database (default train; queries are the test split)",
     )
 

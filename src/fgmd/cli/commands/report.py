@@ -25,8 +25,14 @@ def run(args: argparse.Namespace) -> int:
     from fgmd.evaluation.report import generate_report
 
     path = generate_report(
-        args.run_dir, args.checkpoint, args.out, args.overrides,
-        num_queries=args.queries, top_k=args.top_k, seed=args.seed, progress=not args.quiet,
+        args.run_dir,
+        args.checkpoint,
+        args.out,
+        args.overrides,
+        num_queries=args.queries,
+        top_k=args.top_k,
+        seed=args.seed,
+        progress=not args.quiet,
     )
     print(f"wrote {path} and its figures in {path.parent}")
     return 0

@@ -29,17 +29,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     howmany.add_argument("--radius", type=int, help="every item within this Hamming distance instead of top-k")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     parser.add_argument("--out", help="write the results to this file instead of stdout")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="search backend; all are exact and give identical results (default auto)")
-    parser.add_argument("--approximate", action="store_true",
-                        help="approximate search (faiss IndexBinaryIVF, needs faiss) for archives where exact search "
-                             "is too slow; its cluster count per query is calibrated to --recall")
-    parser.add_argument("--recall", type=float, default=0.95,
-                        help="with --approximate: recall@100 the search is calibrated to reach (default 0.95)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="search backend; all are exact and give identical results (default auto)",
+    )
+    parser.add_argument(
+        "--approximate",
+        action="store_true",
+        help="approximate search (faiss IndexBinaryIVF, needs faiss) for archives where exact search "
+        "is too slow; its cluster count per query is calibrated to --recall",
+    )
+    parser.add_argument(
+        "--recall",
+        type=float,
+        default=0.95,
+        help="with --approximate: recall@100 the search is calibrated to reach (default 0.95)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="device for encoding the queries (default cpu)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. --set data.root=/data/elsewhere (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set data.root=/data/elsewhere (repeatable)",
+    )
 
 
 def rows(results) -> list[tuple[str, int, str, int]]:
@@ -114,8 +131,11 @@ def run(args: argparse.Namespace) -> int:
             "recall_target": recall_target,
             "calibrated_recall_at_100": engine.calibrated_recall,
         }
-        print(f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, recall@100 "
-              f"{engine.calibrated_recall:.3f} on calibration queries (target {recall_target})", file=sys.stderr)
+        print(
+            f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, recall@100 "
+            f"{engine.calibrated_recall:.3f} on calibration queries (target {recall_target})",
+            file=sys.stderr,
+        )
     text = render(results, args.format, meta)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

@@ -29,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--bits takes integers, got {' '.join(values or [])}") from None
 
     result = run_sweep(
-        config, bits, progress=not args.quiet, report=not args.no_report,
+        config,
+        bits,
+        progress=not args.quiet,
+        report=not args.no_report,
         on_run=lambda k, summary: print_run(f"bits {k}", summary),
     )
     print_tables(result)

@@ -363,7 +363,10 @@ class ClassTable:
         ok = True
         for i, label in enumerate(labels):
             if self.pinned and label >= len(self.pinned):
-                issues.error(where, f"label {label} out of range: data.class_names has {len(self.pinned)} classes (0..{len(self.pinned) - 1})")
+                issues.error(
+                    where,
+                    f"label {label} out of range: data.class_names has {len(self.pinned)} classes (0..{len(self.pinned) - 1})",
+                )
                 ok = False
                 continue
             if names is None:
@@ -387,8 +390,11 @@ class ClassTable:
         for label in range(count):
             if label not in self.names:
                 if label not in labels_seen:
-                    issues.error(source, f"no row has class {label} (labels must be 0..{count - 1}; "
-                                 "or name every class in data.class_names)")
+                    issues.error(
+                        source,
+                        f"no row has class {label} (labels must be 0..{count - 1}; "
+                        "or name every class in data.class_names)",
+                    )
                 names.append(f"class_{label}")
             else:
                 names.append(self.names[label])

@@ -95,7 +95,9 @@ def read_folder_records(
     return listed.finish()
 
 
-class PairedFolderDataset(FormatDataset, name="folder", paired=True, layout=lambda data: expected_layout(data.modalities)):
+class PairedFolderDataset(
+    FormatDataset, name="folder", paired=True, layout=lambda data: expected_layout(data.modalities)
+):
     """One split of a folder-layout dataset (see module docstring)."""
 
     @classmethod
@@ -109,5 +111,7 @@ class PairedFolderDataset(FormatDataset, name="folder", paired=True, layout=lamb
         for m in data.modalities:
             folder = Path(data.root) / "images" / m
             if folder.is_dir():
-                out[m] = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p not in used[m])
+                out[m] = sorted(
+                    p for p in folder.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS and p not in used[m]
+                )
         return out

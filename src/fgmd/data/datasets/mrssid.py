@@ -37,11 +37,16 @@ DEFAULT_SPLITS = ("train", "database", "test")
 
 def expected_layout(data: DataConfig) -> str:
     opts = data.mrssid
-    lines = [f"  <root>/{opts.image_dir}/{opts.prefixes.get(m, '<prefix>')}<id>{opts.suffix}   ({m})" for m in data.modalities]
+    lines = [
+        f"  <root>/{opts.image_dir}/{opts.prefixes.get(m, '<prefix>')}<id>{opts.suffix}   ({m})"
+        for m in data.modalities
+    ]
     lists = f"<root>/{opts.list_dir}/" if opts.list_dir else "<root>/"
     lines.append(f"  {lists}<split>.txt   one line per pair: <id> <one 0/1 digit per class>, e.g.")
     lines.append("      1466_2_1_3 0 0 0 1 0 0")
-    lines.append(f"  splits used: {', '.join(dict.fromkeys([data.train_split, data.query_split, data.database_split]))}")
+    lines.append(
+        f"  splits used: {', '.join(dict.fromkeys([data.train_split, data.query_split, data.database_split]))}"
+    )
     return "\n".join(lines)
 
 
@@ -62,7 +67,9 @@ class MRSSIDDataset(FormatDataset, name="mrssid", paired=True, options="mrssid",
         if missing:
             raise ConfigError(f"data.mrssid.prefixes has no prefix for modality {missing[0]!r} (has {prefixes})")
         if prefixes[data.modalities[0]] == prefixes[data.modalities[1]]:
-            raise ConfigError(f"data.mrssid.prefixes: the two modalities share the prefix {prefixes[data.modalities[0]]!r}")
+            raise ConfigError(
+                f"data.mrssid.prefixes: the two modalities share the prefix {prefixes[data.modalities[0]]!r}"
+            )
 
     @classmethod
     def scan_root(cls, root: Path, layout: str, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None):

@@ -84,8 +84,11 @@ def read_annotations(root: str | Path, issues: IssueLog, filename: str = "annota
     seen: dict[str, int] = {}
     for line_no, where, fields in numbered_fields(path):
         if len(fields) != len(ANNOTATION_FIELDS):
-            issues.error(where, f"expected {len(ANNOTATION_FIELDS)} space-separated fields "
-                         f"({' '.join(ANNOTATION_FIELDS)}), got {len(fields)}")
+            issues.error(
+                where,
+                f"expected {len(ANNOTATION_FIELDS)} space-separated fields "
+                f"({' '.join(ANNOTATION_FIELDS)}), got {len(fields)}",
+            )
             continue
         visible, ir, fine, basic, ship, is_train, is_night = fields
         ok = True
@@ -158,8 +161,11 @@ def prepare_vais(
     db = train if database == "train" else test
     shared = sorted({o.ship for o in train} & {o.ship for o in test})
     if shared:
-        issues.warning(str(root / annotations), f"{len(shared)} ship(s) (unique_id) appear in both the official "
-                       f"train and test split, e.g. {', '.join(shared[:5])}")
+        issues.warning(
+            str(root / annotations),
+            f"{len(shared)} ship(s) (unique_id) appear in both the official "
+            f"train and test split, e.g. {', '.join(shared[:5])}",
+        )
     out.mkdir(parents=True, exist_ok=True)
 
     def rel(path: Path) -> str:
@@ -178,7 +184,9 @@ def prepare_vais(
         files[name] = len(rows)
 
     pairs = [o for o in train if all(m in o.paths for m in MODALITIES)]
-    write("train_pairs.csv", PAIR_COLUMNS, [[o.id, rel(o.paths["visible"]), rel(o.paths["ir"]), *meta(o)] for o in pairs])
+    write(
+        "train_pairs.csv", PAIR_COLUMNS, [[o.id, rel(o.paths["visible"]), rel(o.paths["ir"]), *meta(o)] for o in pairs]
+    )
     for role, members in (("query", test), ("database", db)):
         for modality in MODALITIES:
             rows = [[o.id, rel(o.paths[modality]), *meta(o)] for o in members if modality in o.paths]
@@ -197,7 +205,9 @@ def expected_layout(data: DataConfig | None = None) -> str:
     )
 
 
-class VAISDataset(FormatDataset, name="vais", paired=False, options="vais", layout=expected_layout, modalities=MODALITIES):
+class VAISDataset(
+    FormatDataset, name="vais", paired=False, options="vais", layout=expected_layout, modalities=MODALITIES
+):
     """One split (``train``, ``query``, ``database``) of the prepared VAIS lists."""
 
     @classmethod
@@ -205,7 +215,9 @@ class VAISDataset(FormatDataset, name="vais", paired=False, options="vais", layo
         if data.vais.labels not in LABEL_SETS:
             raise ConfigError(f"data.vais.labels must be one of {', '.join(LABEL_SETS)}, got {data.vais.labels!r}")
         if sorted(data.modalities) != sorted(MODALITIES):
-            raise ConfigError(f"data.modalities must be {list(MODALITIES)} (in either order) for VAIS, got {data.modalities}")
+            raise ConfigError(
+                f"data.modalities must be {list(MODALITIES)} (in either order) for VAIS, got {data.modalities}"
+            )
 
     @classmethod
     def scan_root(cls, root: Path, layout: str, data: DataConfig, issues: IssueLog, splits: Sequence[str] | None):
@@ -220,7 +232,9 @@ class VAISDataset(FormatDataset, name="vais", paired=False, options="vais", layo
         index = {name: i for i, name in enumerate(class_names)}
         records: list[Record] = []
         for split in dict.fromkeys(splits or SPLITS):
-            sources = [("pairs", root / f"{split}_pairs.csv")] + [(m, root / f"{split}_{m}.csv") for m in data.modalities]
+            sources = [("pairs", root / f"{split}_pairs.csv")] + [
+                (m, root / f"{split}_{m}.csv") for m in data.modalities
+            ]
             present = [(kind, path) for kind, path in sources if path.is_file()]
             if not present:
                 names = ", ".join(p.name for _, p in sources)
@@ -233,7 +247,9 @@ class VAISDataset(FormatDataset, name="vais", paired=False, options="vais", layo
         return records, class_names
 
     @staticmethod
-    def _read_list(path: Path, kind: str, modalities, column: str, index: dict[str, int], merged: dict, issues: IssueLog):
+    def _read_list(
+        path: Path, kind: str, modalities, column: str, index: dict[str, int], merged: dict, issues: IssueLog
+    ):
         expected = PAIR_COLUMNS if kind == "pairs" else SINGLE_COLUMNS
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -267,9 +283,12 @@ class VAISDataset(FormatDataset, name="vais", paired=False, options="vais", layo
                 if not ok:
                     continue
                 item = merged.setdefault(
-                    object_id, {"id": object_id, "label": index[name], "paths": {}, "where": where, "ship": row["ship"].strip()}
+                    object_id,
+                    {"id": object_id, "label": index[name], "paths": {}, "where": where, "ship": row["ship"].strip()},
                 )
                 if item["label"] != index[name]:
-                    issues.error(where, f"id {object_id!r} has {column} {name!r} here but another one at {item['where']}")
+                    issues.error(
+                        where, f"id {object_id!r} has {column} {name!r} here but another one at {item['where']}"
+                    )
                     continue
                 item["paths"].update(paths)

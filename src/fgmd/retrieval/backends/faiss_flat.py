@@ -73,6 +73,5 @@ class FaissFlat:
     def radius(self, queries_packed: np.ndarray, radius: int) -> list[Hits]:
         """All items within ``radius`` per query: one ``Hits(distances, indices)`` each."""
         return [
-            select_radius(d, radius, positions=p)
-            for d, p in _range_candidates(self.index, queries_packed, radius + 1)
+            select_radius(d, radius, positions=p) for d, p in _range_candidates(self.index, queries_packed, radius + 1)
         ]

@@ -154,6 +154,8 @@ class FaissIVF:
         self.index.nprobe = self.nprobe
         lims, distances, labels = self.index.range_search(np.ascontiguousarray(queries_packed), radius + 1)
         return [
-            select_radius(distances[lims[i] : lims[i + 1]].astype(np.int32), radius, positions=labels[lims[i] : lims[i + 1]])
+            select_radius(
+                distances[lims[i] : lims[i + 1]].astype(np.int32), radius, positions=labels[lims[i] : lims[i + 1]]
+            )
             for i in range(len(queries_packed))
         ]
