@@ -19,7 +19,7 @@ is timed on all queries and its exactness reported on all of them). Approximate 
 ``IndexBinaryIVF`` (nlist = fgmd's default, nprobe swept by ``--nprobe``), faiss
 ``IndexBinaryHNSW`` (M = 32, efSearch swept by ``--ef-search``; built only up to
 ``--hnsw-max-items`` items: its build is slow) and fgmd's ``ivf`` backend calibrated to a
-0.95 recall target; for these the table gives recall@k against the exact answer
+0.95 recall target (and at fixed ``--fgmd-nprobe`` values, same trained clusters); for these the table gives recall@k against the exact answer
 (``fgmd.retrieval.backends.faiss_ivf.recall_at_k``: ties counted by distance) beside
 queries/s.
 
@@ -305,6 +305,17 @@ def run_config(args, n_items: int, bits: int, kind: str, workdir: Path) -> list[
             "exact": "approx",
             "calibrated_recall": engine.calibrated_recall,
         }
+
+        def fgmd_ivf_at(q, nprobe):
+            calibrated, engine.nprobe = engine.nprobe, nprobe
+            try:
+                return engine.topk(q, args.k)
+            finally:
+                engine.nprobe = calibrated
+
+        for nprobe in args.fgmd_nprobe:
+            methods[f"fgmd ivf (nprobe={nprobe} of {engine.nlist})"] = {
+                "batch": lambda q, p=nprobe: fgmd_ivf_at(q, p), "build_s": 0.0, "exact": "approx"}
     timings = {label: [] for label in methods}
     outputs = {}
     for _ in range(args.rounds):
@@ -420,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--approximate", action="store_true", help="also time faiss IVF / HNSW and fgmd's ivf backend")
     parser.add_argument("--nprobe", default="1,2,4,8,16,32,64", help="IndexBinaryIVF nprobe sweep")
     parser.add_argument("--ef-search", default="16,64,256", help="IndexBinaryHNSW efSearch sweep")
+    parser.add_argument("--fgmd-nprobe", default="", help="also time fgmd's ivf backend at these nprobe values")
     parser.add_argument("--hnsw-max-items", type=int, default=1_000_000, help="build IndexBinaryHNSW up to this N")
     parser.add_argument(
         "--model-noise", type=float, default=0.1, help="model:FILE data: largest per-bit flip probability"
@@ -444,7 +456,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.mih_substrings = args.mih_substrings.split(",")
     args.multihash_nhash = [int(x) for x in args.multihash_nhash.split(",") if x]
-    args.nprobe = [int(x) for x in args.nprobe.split(",")]
+    args.nprobe = [int(x) for x in args.nprobe.split(",") if x]
+    args.fgmd_nprobe = [int(x) for x in args.fgmd_nprobe.split(",") if x]
     args.ef_search = [int(x) for x in args.ef_search.split(",")]
     if not faiss_available():
         raise SystemExit("the benchmark compares against faiss: pip install faiss-cpu")
