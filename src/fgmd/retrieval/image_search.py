@@ -96,6 +96,7 @@ def search_images(
     radius: int | None = None,
     backend: str = "auto",
     recall_target: float | None = None,
+    nprobe: int | None = None,
     batch_size: int = 64,
     num_workers: int = 0,
     device: str | torch.device = "cpu",
@@ -112,7 +113,8 @@ def search_images(
         k: neighbours per query (exact top-k, ties by index position); or
         radius: every item within this Hamming distance (inclusive) instead of top-k.
         backend: ``"auto"``, ``"numpy"``, ``"faiss"`` or ``"mih"``: identical results; or the
-            approximate ``"ivf"``, whose ``nprobe`` is calibrated to ``recall_target``.
+            approximate ``"ivf"``, which scans ``nprobe`` clusters per query (default: calibrated
+            to ``recall_target``).
         overrides: config overrides (e.g. ``data.root=...`` to find a split elsewhere).
 
     Raises:
@@ -152,10 +154,10 @@ def search_images(
     labels = index.labels
     results = []
     if radius is not None:
-        answers = index.radius_search(codes, radius, backend, recall_target=recall_target)
+        answers = index.radius_search(codes, radius, backend, recall_target=recall_target, nprobe=nprobe)
     else:
         assert k is not None  # checked above: k or a radius
-        top = index.search(codes, k, backend, recall_target=recall_target)
+        top = index.search(codes, k, backend, recall_target=recall_target, nprobe=nprobe)
         answers = [Hits(d, i) for d, i in zip(top.distances, top.indices)]
     for position, (distances, hits) in zip(kept, answers):
         results.append(

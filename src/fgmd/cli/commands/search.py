@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.95,
         help="with --approximate: recall@100 the search is calibrated to reach (default 0.95)",
     )
+    parser.add_argument(
+        "--nprobe",
+        type=int,
+        help="with --approximate: clusters scanned per query instead of calibrating (the calibration is "
+        "optimistic for cross-modal queries; see docs/DEPLOYMENT.md)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="device for encoding the queries (default cpu)")
     parser.add_argument(
@@ -100,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise ArchiveError("give query IMAGE files or --split, not both")
     index = Index.load(args.index)
     backend = "ivf" if args.approximate else args.backend
-    recall_target = args.recall if args.approximate else None
+    nprobe = args.nprobe if args.approximate else None
+    recall_target = args.recall if args.approximate and nprobe is None else None
     results = search_images(
         index,
         args.checkpoint,
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         radius=args.radius,
         backend=backend,
         recall_target=recall_target,
+        nprobe=nprobe,
         batch_size=args.batch_size,
         device=args.device,
         overrides=args.overrides,
@@ -123,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         **({"radius": args.radius} if args.radius is not None else {"k": args.k}),
     }
     if args.approximate and len(index):
-        engine = cast(FaissIVF, index.backend(backend, recall_target=recall_target))
+        engine = cast(FaissIVF, index.backend(backend, recall_target=recall_target, nprobe=nprobe))
         meta["approximate"] = {
             "backend": "faiss IndexBinaryIVF",
             "nlist": engine.nlist,
@@ -131,11 +139,12 @@ def run(args: argparse.Namespace) -> int:
             "recall_target": recall_target,
             "calibrated_recall_at_100": engine.calibrated_recall,
         }
-        print(
-            f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, recall@100 "
-            f"{engine.calibrated_recall:.3f} on calibration queries (target {recall_target})",
-            file=sys.stderr,
+        calibration = (
+            "given"
+            if engine.calibrated_recall is None
+            else f"recall@100 {engine.calibrated_recall:.3f} on calibration queries (target {recall_target})"
         )
+        print(f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, {calibration}", file=sys.stderr)
     text = render(results, args.format, meta)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
