@@ -315,7 +315,10 @@ def run_config(args, n_items: int, bits: int, kind: str, workdir: Path) -> list[
 
         for nprobe in args.fgmd_nprobe:
             methods[f"fgmd ivf (nprobe={nprobe} of {engine.nlist})"] = {
-                "batch": lambda q, p=nprobe: fgmd_ivf_at(q, p), "build_s": 0.0, "exact": "approx"}
+                "batch": lambda q, p=nprobe: fgmd_ivf_at(q, p),
+                "build_s": 0.0,
+                "exact": "approx",
+            }
     timings = {label: [] for label in methods}
     outputs = {}
     for _ in range(args.rounds):
