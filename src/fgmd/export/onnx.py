@@ -241,15 +241,15 @@ def calibration_batches(
     """``[B, C, S, S]`` float32 batches of ``options.calibration_images`` training images.
 
     The images are spread evenly over the training split (``config.data.train_split``; a
-    class-sorted split is then covered class by class), read with the dataset's own readers
-    (band selection, radiometry) and transformed as for evaluation (resize, centre crop,
-    normalisation) at the export size.
+    class-sorted split is then covered class by class) and go through the run's
+    :class:`~fgmd.data.preprocess.Preprocessor` at the export size (read, band selection,
+    radiometry, resize, centre crop, normalisation: the encoder inputs of evaluation, and what
+    the sidecar's ``"preprocessing"`` describes).
     """
     from fgmd.data.datasets import build_dataset
-    from fgmd.data.transforms import ModalityTransform
 
-    transform = ModalityTransform(config.data.modality_config(modality), image_size, resize, train=False)
-    images = build_dataset(config.data, config.data.train_split).images(modality, transform)
+    preprocess = Preprocessor(modality, config.data.modality_config(modality), image_size, resize)
+    images = build_dataset(config.data, config.data.train_split).images(modality, preprocess)
     if len(images) == 0:
         raise ValueError(
             f"split {config.data.train_split!r} of {config.data.root} has no {modality} images to calibrate on"
