@@ -12,6 +12,18 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.bits=64")
 
 
+def add_set_overrides(parser: argparse.ArgumentParser) -> None:
+    """Repeatable ``--set KEY=VALUE`` config overrides, for commands whose positionals are files."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set data.root=/data/elsewhere (repeatable)",
+    )
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
