@@ -86,3 +86,27 @@ def test_cli_adds_the_flag_for_an_option_a_library_error_names():
     assert flag_hint(parser, "index", error) == " (see --append, --overwrite)"
     assert flag_hint(parser, "search", error) == ""  # search has neither flag
     assert flag_hint(parser, "index", FileExistsError("untagged")) == ""
+
+
+def test_help_version_and_argument_errors_do_not_import_torch():
+    """`fgmd --help`, `--version` and argument errors answer without loading torch (fast)."""
+    probe = (
+        "import sys\n"
+        "from fgmd.cli.main import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit as stop:\n"
+        "    code = stop.code\n"
+        "print('exit', code, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    for args, code in ((["--help"], 0), (["--version"], 0), (["train", "--help"], 0), (["search"], 2),
+                       (["no-such-command"], 2)):
+        out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, env=env)
+        assert out.stdout.strip().endswith(f"exit {code} False"), (args, out.stdout, out.stderr)
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("fgmd ")
+    import fgmd
+
+    assert version.stdout.split()[1] == fgmd.__version__
+    assert callable(fgmd.load_model) and "search_images" in dir(fgmd)  # lazy exports still resolve

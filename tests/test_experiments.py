@@ -201,13 +201,13 @@ def test_info_compares_with_the_paper_claim(capsys):
 
 
 def test_overrides_after_list_options_stay_overrides(capsys):
-    from fgmd.cli.common import split_trailing_overrides
+    from fgmd.cli.common import extract_overrides
 
-    assert split_trailing_overrides(["16", "32", "model.adf=false"], ["seed=1"]) == (
-        ["16", "32"],
-        ["model.adf=false", "seed=1"],
-    )
-    assert split_trailing_overrides(None, ["seed=1"]) == (None, ["seed=1"])
+    sections = {"seed", "model", "data", "out_dir"}
+    argv = ["sweep", "--bits", "16", "32", "model.adf=false", "--set", "seed=1", "--set=out_dir=x"]
+    assert extract_overrides(argv, sections) == (["sweep", "--bits", "16", "32"], ["model.adf=false", "seed=1", "out_dir=x"])
+    assert extract_overrides(["search", "img=1.png", "a.png", "--", "data.root=x"], sections) == (
+        ["search", "img=1.png", "a.png", "--", "data.root=x"], [])
     assert main(["sweep", "--bits", "16", "sixteen", "seed=1"]) == 2
     assert "--bits takes integers" in capsys.readouterr().err
     assert main(["ablate", "--variants", "baseline", "fdfsp+adf", "seed=1"]) == 2

@@ -3,42 +3,61 @@
 from __future__ import annotations
 
 import argparse
+import re
 
-EPILOG = "Overrides are dotted config keys with YAML values, e.g. model.bits=64 train.epochs=20."
+EPILOG = (
+    "Overrides are dotted config keys with YAML values, e.g. model.bits=64 train.epochs=20; "
+    "they are accepted anywhere on the line (also as --set KEY=VALUE)."
+)
+
+_OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+)*)=")
 
 
 def add_overrides(parser: argparse.ArgumentParser) -> None:
-    """Positional ``KEY=VALUE`` config overrides."""
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.bits=64")
+    """Declare that the command takes config overrides (``args.overrides``, a list of
+    ``KEY=VALUE``). ``fgmd.cli.main`` collects them from anywhere on the command line with
+    :func:`extract_overrides`, so argparse itself only shows them in the help."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. model.bits=64 or data.root=/data/x; repeatable, and "
+                             "accepted without --set anywhere on the line")
 
 
-def add_set_overrides(parser: argparse.ArgumentParser) -> None:
-    """Repeatable ``--set KEY=VALUE`` config overrides, for commands whose positionals are files."""
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override, e.g. --set data.root=/data/elsewhere (repeatable)",
-    )
+def is_override(token: str, sections: set[str]) -> bool:
+    """Whether ``token`` is a ``KEY=VALUE`` override: a dotted key (``data.root=...``) or a
+    top-level config key (``seed=1``, ``out_dir=runs/x``)."""
+    match = _OVERRIDE.match(token)
+    return bool(match) and (bool(match.group(2)) or match.group(1) in sections)
+
+
+def extract_overrides(argv: list[str], sections: set[str]) -> tuple[list[str], list[str]]:
+    """``(argv without overrides, the overrides in order)``: every ``KEY=VALUE`` token
+    (see :func:`is_override`) and every ``--set KEY=VALUE`` / ``--set=KEY=VALUE``, wherever
+    they are; tokens after ``--`` are left alone."""
+    rest: list[str] = []
+    found: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            rest.append(token)
+            rest.extend(tokens)
+            break
+        if token == "--set":
+            value = next(tokens, None)
+            if value is None:
+                rest.append(token)  # argparse reports the missing value
+                break
+            found.append(value)
+        elif token.startswith("--set="):
+            found.append(token[len("--set="):])
+        elif is_override(token, sections):
+            found.append(token)
+        else:
+            rest.append(token)
+    return rest, found
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def split_trailing_overrides(values: list[str] | None, overrides: list[str]) -> tuple[list[str] | None, list[str]]:
-    """Separate ``KEY=VALUE`` overrides swallowed by a ``nargs="+"`` option.
-
-    ``fgmd sweep --bits 16 32 model.fdfsp=false`` parses ``model.fdfsp=false`` as a bit
-    length; every item with ``=`` is moved (in order) to the front of the overrides.
-    """
-    if values is None:
-        return None, overrides
-    kept = [v for v in values if "=" not in v]
-    moved = [v for v in values if "=" in v]
-    return kept, moved + list(overrides)
 
 
 def add_experiment_options(parser: argparse.ArgumentParser) -> None:

@@ -43,7 +43,10 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fgmd import __version__
+
     parser = argparse.ArgumentParser(prog="fgmd", description="FG-MD cross-modal hashing retrieval.")
+    parser.add_argument("--version", action="version", version=f"fgmd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_arguments(sub.add_parser(command.NAME, help=command.HELP, description=command.HELP))
@@ -63,8 +66,20 @@ def flag_hint(parser: argparse.ArgumentParser, command: str, error: BaseExceptio
 
 
 def main(argv: list[str] | None = None) -> int:
+    import dataclasses
+
+    from fgmd.cli.common import extract_overrides
+    from fgmd.config import Config
+
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argv, overrides = extract_overrides(argv, {f.name for f in dataclasses.fields(Config)})
     args = parser.parse_args(argv)
+    if overrides:
+        if not hasattr(args, "overrides"):
+            print(f"fgmd {args.command}: error: takes no config overrides (got {' '.join(overrides)})", file=sys.stderr)
+            return 2
+        args.overrides = overrides
     from fgmd.allocator import tune_cpu_allocator
     from fgmd.errors import USER_ERRORS
 

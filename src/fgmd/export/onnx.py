@@ -192,6 +192,7 @@ def export_checkpoint(
     fmt: str = "onnx",
     precision: str = "fp32",
     quantization: QuantizationOptions | None = None,
+    overrides: Sequence[str] = (),
 ) -> list[ExportedBranch]:
     """Export each branch of ``checkpoint`` to ``out_dir/<modality>.onnx`` (+ ``.json``).
 
@@ -199,6 +200,8 @@ def export_checkpoint(
     ``PRECISIONS``; for ``"int8"``, ``quantization`` (default ``QuantizationOptions()``) says
     how, and the calibration images are the first images of an even spread over the run's
     training split, read and preprocessed as for evaluation (``calibration_batches``).
+    ``overrides`` (``key=value``) adjust the stored config (preprocessing overrides change
+    the sidecar).
     """
     from fgmd.models import load_run
 
@@ -207,7 +210,7 @@ def export_checkpoint(
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     quantization = quantization or QuantizationOptions()
-    model, config, _ = load_run(checkpoint)
+    model, config, _ = load_run(checkpoint, overrides)
     size = image_size or config.data.image_size
     resize = export_resize(config, size)
     out = Path(out_dir)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,7 @@ class ParityReport:
     # direction -> {"pytorch": mAP of the PyTorch codes, "onnx": mAP of the ONNX codes}
     map: dict[str, dict[str, float]] = field(default_factory=dict)
     max_map_drop: float = DEFAULT_MAX_MAP_DROP
+    unchecked: list[str] = field(default_factory=list)  # exported branches that were not compared
 
     @property
     def passed(self) -> bool:
@@ -100,6 +102,7 @@ class ParityReport:
             "branches": {m: b.to_dict() for m, b in self.branches.items()},
             "topk_overlap": self.topk_overlap,
             "map": self.map,
+            "unchecked": self.unchecked,
         }
 
 
@@ -157,6 +160,7 @@ def check_onnx(
     num_workers: int = 0,
     threads: int | None = None,
     out: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
 ) -> ParityReport:
     """Compare ``onnx_dir/<modality>.onnx`` with the checkpoint's PyTorch encoders (module docs).
 
@@ -164,14 +168,19 @@ def check_onnx(
     ``folder`` for the branch ``folder_modality``. ``limit`` keeps the first N images of each
     set. ``budget`` defaults to ``DEFAULT_BUDGETS`` of the files' precision. The report is
     also written as JSON to ``out`` when given, and each branch's figures into its sidecar.
+    ``report.unchecked`` lists the exported branches a folder check did not compare.
+    ``overrides`` (``key=value``) adjust the stored config, e.g. ``data.root=/moved/data``.
     """
-    model, config, _ = load_run(checkpoint)
+    model, config, _ = load_run(checkpoint, overrides)
     onnx_dir = Path(onnx_dir)
     exported = [m for m in model.modalities if (onnx_dir / f"{m}.onnx").is_file()]
     if folder is not None:
         if folder_modality not in model.modalities:
             raise ValueError(f"give the modality of the folder's images, one of {list(model.modalities)}")
+        unchecked = [m for m in exported if m != folder_modality]
         exported = [folder_modality] if folder_modality in exported else []
+    else:
+        unchecked = []
     if not exported:
         raise FileNotFoundError(f"no <modality>.onnx for {list(model.modalities)} in {onnx_dir}")
 
@@ -182,7 +191,7 @@ def check_onnx(
     precisions = {meta.get("precision", "fp32") for meta in metas.values()}
     if budget is None:
         budget = max(DEFAULT_BUDGETS.get(p, DEFAULT_BUDGETS["int8"]) for p in precisions)
-    report = ParityReport(budget=budget, k=k, max_map_drop=max_map_drop)
+    report = ParityReport(budget=budget, k=k, max_map_drop=max_map_drop, unchecked=unchecked)
     codes: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     labels: dict[tuple[str, str], torch.Tensor | None] = {}
     for modality in exported:

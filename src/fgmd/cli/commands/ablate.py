@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fgmd.cli.common import EPILOG, add_experiment_options, print_run, print_tables, split_trailing_overrides
+from fgmd.cli.common import EPILOG, add_experiment_options, print_run, print_tables
 
 NAME = "ablate"
 HELP = "train + evaluate baseline, +FDFSP, +ADF, +DAMD and full FG-MD; write ablation.md / ablation.csv"
@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from fgmd.config import load_config
     from fgmd.experiments.ablation import VARIANTS, run_ablation
 
-    variants, overrides = split_trailing_overrides(args.variants, args.overrides)
-    config = load_config(args.config, overrides)
+    variants = args.variants
+    config = load_config(args.config, args.overrides)
 
     result = run_ablation(
         config,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fgmd.cli.common import add_overrides
 from fgmd.export.onnx import EXPORT_FORMATS
 from fgmd.export.precision import PRECISIONS
 
@@ -67,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 0.01 = one point); above it exit 1",
     )
     check.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: onnxruntime's choice)")
+    add_overrides(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         fmt=args.format,
         precision=args.precision,
         quantization=quantization,
+        overrides=args.overrides,
     )
     for branch in branches:
         print(
@@ -114,16 +117,18 @@ def run(args: argparse.Namespace) -> int:
         max_map_drop=args.max_map_drop,
         threads=args.threads,
         out=Path(args.out) / "parity.json",
+        overrides=args.overrides,
     )
     print()
     print(parity_table(report))
     print(f"\nimages: {report.data}")
-    verdict = "PASS" if report.passed else "FAIL"
+    verdict = ("PARTIAL" if report.unchecked else "PASS") if report.passed else "FAIL"
     flips_ok = all(b.flip_rate <= report.budget for b in report.branches.values())
     map_ok = all(m["pytorch"] - m["onnx"] <= report.max_map_drop for m in report.map.values())
-    print(
-        f"{verdict}: bit flip rate {'within' if flips_ok else 'above'} the budget of {100 * report.budget:.3g}%"
-        + (f", mAP {'within' if map_ok else 'more than'} {report.max_map_drop:g} of PyTorch's" if report.map else "")
-        + f' (report in {Path(args.out) / "parity.json"}; figures also in each <modality>.json under "check")'
-    )
+    print(f"{verdict}: bit flip rate {'within' if flips_ok else 'above'} the budget of {100 * report.budget:.3g}%"
+          + (f", mAP {'within' if map_ok else 'more than'} {report.max_map_drop:g} of PyTorch's" if report.map else "")
+          + f" (report in {Path(args.out) / 'parity.json'}; figures also in each <modality>.json under \"check\")")
+    if report.unchecked:
+        print(f"NOT CHECKED: {', '.join(report.unchecked)} (the folder holds {', '.join(report.branches)} images; "
+              "--check without --check-folder compares every branch on the run's splits)")
     return 0 if report.passed else 1

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from fgmd.cli.common import add_set_overrides
+from fgmd.cli.common import add_overrides
 from fgmd.retrieval.backends import FaissIVF
 from fgmd.retrieval.search import BACKENDS
 
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="device for encoding the queries (default cpu)")
-    add_set_overrides(parser)
+    add_overrides(parser)
 
 
 def rows(results) -> list[tuple[str, int, str, int]]:

@@ -6,7 +6,7 @@ import argparse
 import ipaddress
 import sys
 
-from fgmd.cli.common import add_set_overrides
+from fgmd.cli.common import add_overrides
 
 NAME = "serve"
 HELP = "serve a search page and JSON API over indexes made by `fgmd index` (needs fgmd[serve])"
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--device", default="cpu", help="device for encoding queries (default cpu)")
     parser.add_argument("--max-upload-mb", type=float, default=32.0, help="largest accepted upload (default 32 MiB)")
-    add_set_overrides(parser)
+    add_overrides(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fgmd.cli.common import EPILOG, add_experiment_options, print_run, print_tables, split_trailing_overrides
+from fgmd.cli.common import EPILOG, add_experiment_options, print_run, print_tables
 
 NAME = "sweep"
 HELP = "train + evaluate one run per bit length (out_dir/bits_<K>) and write sweep.md / sweep.csv"
@@ -21,8 +21,8 @@ def run(args: argparse.Namespace) -> int:
     from fgmd.config import ConfigError, load_config
     from fgmd.experiments.sweep import DEFAULT_BITS, run_sweep
 
-    values, overrides = split_trailing_overrides(args.bits, args.overrides)
-    config = load_config(args.config, overrides)
+    values = args.bits
+    config = load_config(args.config, args.overrides)
     try:
         bits = [int(v) for v in values] if values else list(DEFAULT_BITS)
     except ValueError:
