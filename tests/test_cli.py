@@ -110,3 +110,15 @@ def test_help_version_and_argument_errors_do_not_import_torch():
 
     assert version.stdout.split()[1] == fgmd.__version__
     assert callable(fgmd.load_model) and "search_images" in dir(fgmd)  # lazy exports still resolve
+
+
+def test_overrides_anywhere_and_refused_where_meaningless(capsys):
+    from fgmd.cli.main import main
+
+    assert main(["info", "--image-size", "32", "model.width_mult=0.25", "--set", "model.bits=16"]) == 0
+    out = capsys.readouterr().out
+    assert "FG-MD (config)" in out
+    assert main(["generate-demo-data", "--out", "x", "seed=3"]) == 2
+    assert "takes no config overrides (got seed=3)" in capsys.readouterr().err
+    assert main(["info", "modle.bits=16"]) == 2  # a typo is a config error naming the key, not an image path
+    assert "modle" in capsys.readouterr().err

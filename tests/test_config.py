@@ -55,3 +55,19 @@ def test_bad_yaml_names_the_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_relative_data_root_is_stored_absolute(tmp_path, monkeypatch):
+    from fgmd.training.resume import resume_conflicts
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, ["data.root=data/eurosat"])
+    assert config.data.root == str(tmp_path / "data" / "eurosat")
+    assert load_config(None, ["data.root=/abs/place"]).data.root == "/abs/place"
+    assert load_config(None).data.root == ""  # unset stays unset
+    # a run written before roots were stored absolute resumes from the same folder ...
+    saved = {**config.to_dict(), "data": {**config.to_dict()["data"], "root": "data/eurosat"}}
+    assert resume_conflicts(saved, config.to_dict()) == []
+    # ... but not with another dataset
+    other = load_config(None, ["data.root=data/other"]).to_dict()
+    assert resume_conflicts(saved, other) == ["data.root"]

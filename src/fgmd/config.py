@@ -11,6 +11,7 @@ Overrides use dotted keys and YAML values: ``model.bits=64``, ``train.lr=1e-3``,
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -282,6 +283,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = loaded or {}
     for item in overrides or []:
         apply_override(data, item)
+    section = data.get("data")
+    root = section.get("root") if isinstance(section, dict) else None
+    if isinstance(root, str) and root and not os.path.isabs(root):
+        # stored absolute, so the run's config works from any directory (report, eval, search)
+        section["root"] = os.path.abspath(root)
     try:
         return Config.from_dict(data)
     except ConfigError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fgmd.config import differing_keys
@@ -20,7 +21,18 @@ RESUMABLE_CHANGES = RESUMABLE_EXACT + RESUMABLE_INEXACT
 def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Dotted names in which ``current`` differs from a run's ``saved`` config, other than
     :data:`RESUMABLE_CHANGES`: a run can be resumed under ``current`` only if this is empty."""
-    return [key for key in differing_keys(saved, current) if key not in RESUMABLE_CHANGES]
+    return [
+        key
+        for key in differing_keys(saved, current)
+        if key not in RESUMABLE_CHANGES and not (key == "data.root" and _same_folder(saved, current))
+    ]
+
+
+def _same_folder(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether two configs' ``data.root`` name the same folder (a run written before roots
+    were stored absolute has a relative one)."""
+    roots = [str((c.get("data") or {}).get("root") or "") for c in (saved, current)]
+    return all(roots) and os.path.abspath(roots[0]) == os.path.abspath(roots[1])
 
 
 def inexact_resume_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
