@@ -43,6 +43,7 @@ from fgmd.data.preprocess import Preprocessor
 from fgmd.models.encoder import ModalityEncoder
 from fgmd.models.fdfsp import FDFSP
 from fgmd.retrieval.identity import weights_sha256
+from fgmd.runtime.files import new_file_mode
 
 from .precision import PRECISIONS, QuantizationOptions, convert_fp16, quantize_int8
 
@@ -269,6 +270,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(json.dumps(data, indent=1) + "\n")
+        os.chmod(temp, new_file_mode())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

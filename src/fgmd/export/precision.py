@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from fgmd.runtime.files import new_file_mode
+
 __all__ = [
     "KEEP_FP32_GROUPS",
     "PRECISIONS",
@@ -91,6 +93,7 @@ def _save(model, path: Path) -> Path:
     os.close(fd)
     try:
         onnx.save(model, temp)
+        os.chmod(temp, new_file_mode())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

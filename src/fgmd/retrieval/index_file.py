@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from fgmd.codes import as_packed
+from fgmd.runtime.files import new_file_mode
 
 from .ids import IdList
 from .ranking import Hits, TopK
@@ -581,7 +582,7 @@ def _check_expectations(
 def _atomic_write(path: Path, pieces: list[bytes | memoryview]) -> None:
     """Write ``pieces`` to ``path`` via a temp file in the same directory, fsync, replace."""
     directory = path.parent
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    mode = path.stat().st_mode & 0o777 if path.exists() else new_file_mode()
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as file:

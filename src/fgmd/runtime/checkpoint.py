@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .files import new_file_mode
+
 FORMAT = "fgmd-checkpoint"
 VERSION = 1
 
@@ -29,7 +31,8 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
     """Write ``payload`` (tagged with format and version) to ``path`` atomically.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed
-    over ``path``: a crash leaves either the old file or the new one, never half of one.
+    over ``path``: a crash leaves either the old file or the new one, never half of one. The
+    file gets the mode of an ordinary new file (``0o644`` under umask 022).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +43,7 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would hide the run from the rest of a team
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
