@@ -155,3 +155,24 @@ def test_best_checkpoint_is_the_epoch_with_the_best_validation_select_on_metric(
     assert all("map_tie" in r["val"]["mean"] and "map" in r["val"]["mean"] for r in log)
     assert result.best_epoch == scores.index(max(scores))  # the first epoch among equals
     assert load_checkpoint(result.run_dir / "best.pt")["epoch"] == result.best_epoch
+
+
+def test_a_validation_fraction_that_leaves_no_validation_pair_stops_at_start(micro_dataset, tmp_path):
+    overrides = tiny_overrides(micro_dataset, tmp_path / "run", **{"data.val_fraction": 0.1})  # too few per class
+    with pytest.raises(ConfigError, match=r"data.val_fraction=0.1 leaves no validation pair in the \d+ training pairs"):
+        Trainer(load_config(None, overrides), progress=False)
+    assert not (tmp_path / "run").exists()  # nothing trained or written
+
+
+def test_one_line_per_evaluation_counts_epochs_from_one(tiny_config, capsys):
+    from fgmd.training.trainer import evaluation_line
+
+    metrics = {"mean": {"map_tie": 0.5}, "directions": {"ms->pan": {"map_tie": 0.4}, "pan->ms": {"map_tie": 0.6}}}
+    assert evaluation_line(3, 10, metrics, "map_tie", 0.5, 3, True, 125.0) == (
+        "epoch 4/10: validation map_tie 0.5000 (ms->pan 0.4000, pan->ms 0.6000); new best, ETA 2m05s")
+    assert evaluation_line(9, 10, metrics, "map_tie", 0.7, 1, False, 0.0) == (
+        "epoch 10/10: validation map_tie 0.5000 (ms->pan 0.4000, pan->ms 0.6000); best 0.7000 at epoch 2")
+    fit(tiny_config(**{"train.epochs": 2, "train.eval_every": 1}), progress=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "validation map_tie" in line]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert "new best" in lines[0]

@@ -193,6 +193,12 @@ class Trainer:
         train_idx, val_idx = split_validation(
             train_full.labels, data.val_fraction, config.seed, [r.group for r in train_full.pairs]
         )
+        if data.val_fraction > 0 and not val_idx:
+            raise ConfigError(
+                f"data.val_fraction={data.val_fraction} leaves no validation pair in the {len(train_full)} training "
+                "pairs (every class is too small to give one up): raise data.val_fraction, or set it to 0 to "
+                "keep the last epoch instead of selecting on validation"
+            )
         self.train_set = train_full.subset(train_idx)
         check_minable(self.train_set.pairs, data.modalities, IssueLog(strict=True))  # after the validation split
         self.val_set = eval_full.subset(val_idx) if val_idx else None
@@ -315,6 +321,7 @@ class Trainer:
         barrier(self.context)
 
         epochs = self.config.train.epochs
+        started = time.perf_counter()
         for epoch in range(self.start_epoch, epochs):
             record = self.train_epoch(epoch)
             is_last = epoch + 1 == epochs
@@ -325,10 +332,16 @@ class Trainer:
                 metrics = self.validate()
                 record["val"] = metrics
                 score = metrics["mean"][self.config.eval.select_on]
-                if score > self.best_score:
+                improved = score > self.best_score
+                if improved:
                     self.best_score, self.best_epoch, self.best_metrics = score, epoch, metrics
                     if main:
                         self.save_best(epoch, metrics, "validation")
+                if self.progress:
+                    done = epoch + 1 - self.start_epoch
+                    remaining = (time.perf_counter() - started) / done * (epochs - epoch - 1)
+                    tqdm.write(evaluation_line(epoch, epochs, metrics, self.config.eval.select_on, self.best_score,
+                                               self.best_epoch, improved, remaining))
             elif self.val_set is None:
                 self.best_epoch, self.best_metrics = epoch, {}
                 if main:
@@ -538,6 +551,24 @@ class Trainer:
             self.config.data.num_workers,
             context=self.context,
         )
+
+
+def evaluation_line(
+    epoch: int,
+    epochs: int,
+    metrics: dict,
+    key: str,
+    best: float,
+    best_epoch: int,
+    improved: bool,
+    remaining_s: float,
+) -> str:
+    """The line printed after each validation (``key``: the selection metric, e.g. ``map_tie``):
+    epochs counted from 1, as on the progress bars."""
+    directions = ", ".join(f"{name} {values[key]:.4f}" for name, values in metrics["directions"].items())
+    best_text = "new best" if improved else f"best {best:.4f} at epoch {best_epoch + 1}"
+    eta = f", ETA {int(remaining_s // 60)}m{int(remaining_s % 60):02d}s" if epoch + 1 < epochs else ""
+    return f"epoch {epoch + 1}/{epochs}: validation {key} {metrics['mean'][key]:.4f} ({directions}); {best_text}{eta}"
 
 
 def fit(config: Config, resume: bool = False, progress: bool = True) -> FitResult:
