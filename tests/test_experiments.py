@@ -186,11 +186,67 @@ def test_report_writes_readable_figures_and_a_page_linking_them(ablation, tmp_pa
     assert green + red > 500
 
 
+def test_report_html_is_self_contained_with_per_class_ap_chance_and_curve_data(ablation, tmp_path):
+    import re
+
+    _, result = ablation
+    run = result.runs["full"].run_dir
+    out = tmp_path / "report"
+    generate_report(run, out_dir=out, top_k=4)  # default: one grid query per class
+    html = (out / "report.html").read_text()
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+    metrics = json.loads((out / "metrics.json").read_text())
+    with (out / "per_class_ap.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    classes = sorted({r["class"] for r in rows})
+    assert len(classes) == 6 and all(f"<td>{name}</td>" in html for name in classes)
+    for direction, values in metrics["directions"].items():
+        mine = [r for r in rows if r["direction"] == direction]
+        weighted = sum(float(r["ap"]) * int(r["queries"]) for r in mine) / sum(int(r["queries"]) for r in mine)
+        assert weighted == pytest.approx(values["map_tie"], abs=1e-5)  # single-label: classes partition the queries
+    with (out / "pr_curves.csv").open() as handle:
+        pr = list(csv.DictReader(handle))
+    from fgmd.data.datasets import build_dataset
+    from fgmd.models import load_run
+
+    _, config, _ = load_run(run / "best.pt")
+    assert {r["direction"] for r in pr} == set(metrics["directions"]) and len(pr) == 2 * (config.model.bits + 1)
+    query = build_dataset(config.data, "query").images("ms").labels.argmax(1)
+    database = build_dataset(config.data, "database").images("pan").labels.argmax(1)
+    expected = float((query[:, None] == database[None, :]).double().mean())
+    assert float(pr[0]["chance"]) == pytest.approx(expected, abs=1e-6)
+    with (out / "precision_at_k.csv").open() as handle:
+        assert {"direction", "k", "precision", "recall", "chance"} <= set(next(csv.DictReader(handle)))
+    # one query per class in each grid by default: 6 rows, taller than a grid of 2 queries
+    small = generate_report(run, out_dir=tmp_path / "small", num_queries=2, top_k=4).parent
+    with Image.open(out / "retrieval_ms_to_pan.png") as six, Image.open(small / "retrieval_ms_to_pan.png") as two:
+        assert six.height > 2 * two.height
+
+
+def test_report_compare_overlays_runs(ablation, tmp_path, capsys):
+    _, result = ablation
+    runs = [result.runs["full"].run_dir, result.runs["baseline"].run_dir]
+    assert main(["report", "--compare", *map(str, runs), "--out", str(tmp_path / "cmp"), "--quiet"]) == 0
+    assert "2 runs" in capsys.readouterr().out
+    with (tmp_path / "cmp" / "compare.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["run"] for r in rows] == [run.name for run in runs]
+    for row, run in zip(rows, runs):
+        assert float(row["mean mAP"]) == pytest.approx(json.loads((run / "report" / "metrics.json").read_text())["mean"]["map"])
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 2 and "chance" in html.lower()
+    _check_png(tmp_path / "cmp" / "compare_pr.png")
+    assert main(["report", "--compare", str(runs[0])]) == 2  # one run is not a comparison
+
+
 def test_report_cli(ablation, tmp_path, capsys):
     _, result = ablation
     run = result.runs["baseline"].run_dir
     assert main(["report", str(run), "--out", str(tmp_path / "r"), "--queries", "2", "--top-k", "3", "--quiet"]) == 0
-    assert (tmp_path / "r" / "report.md").is_file() and "report.md" in capsys.readouterr().out
+    assert (tmp_path / "r" / "report.md").is_file() and "report.html" in capsys.readouterr().out
+    assert (tmp_path / "r" / "report.html").is_file()
 
 
 def test_info_compares_with_the_paper_claim(capsys):

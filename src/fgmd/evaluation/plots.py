@@ -39,10 +39,22 @@ def _arrow(direction: str) -> str:
     return direction.replace("->", " → ")
 
 
-def plot_pr_curves(path: Path, curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], bits: int) -> Path:
+def _chance_lines(axis, chance: Mapping[str, float] | None) -> None:
+    """Dotted horizontal lines at the precision of a random ranking, one per direction."""
+    for (direction, value), colour in zip((chance or {}).items(), ("C0", "C1")):
+        axis.axhline(value, color=colour, linestyle=":", linewidth=1.2, label=f"chance {_arrow(direction)} ({value:.3f})")
+
+
+def plot_pr_curves(
+    path: Path,
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    bits: int,
+    chance: Mapping[str, float] | None = None,
+) -> Path:
     """PR curves of Hamming-ball retrieval (radius 0..K), one line per direction, and P/R against radius.
 
-    ``curves[direction] = (radius, precision, recall)`` as from ``pr_curve_by_radius``.
+    ``curves[direction] = (radius, precision, recall)`` as from ``pr_curve_by_radius``;
+    ``chance[direction]``: the precision of a random ranking (drawn as a dotted line).
     """
     figure = _figure(11.5, 4.2)
     left, right = figure.subplots(1, 2)
@@ -51,6 +63,7 @@ def plot_pr_curves(path: Path, curves: Mapping[str, tuple[np.ndarray, np.ndarray
         left.plot(recall[valid], precision[valid], "-o", color=colour, markersize=3, label=_arrow(direction))
         right.plot(radius, precision, "-", color=colour, label=f"precision {_arrow(direction)}")
         right.plot(radius, recall, "--", color=colour, label=f"recall {_arrow(direction)}")
+    _chance_lines(left, chance)
     left.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="PR curve (Hamming radius 0…K)")
     right.set(
         xlabel="Hamming radius r",
@@ -65,13 +78,19 @@ def plot_pr_curves(path: Path, curves: Mapping[str, tuple[np.ndarray, np.ndarray
     return _save(figure, path)
 
 
-def plot_precision_at_k(path: Path, curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Path:
-    """Precision@k and recall@k against k, one line per direction (``(ranks, precision, recall)``)."""
+def plot_precision_at_k(
+    path: Path,
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    chance: Mapping[str, float] | None = None,
+) -> Path:
+    """Precision@k and recall@k against k, one line per direction (``(ranks, precision, recall)``);
+    ``chance[direction]``: the precision@k of a random ranking (any k), a dotted line."""
     figure = _figure(11.5, 4.2)
     left, right = figure.subplots(1, 2)
     for (direction, (ranks, precision, recall)), colour in zip(curves.items(), ("C0", "C1")):
         left.plot(ranks, precision, "-", color=colour, label=_arrow(direction))
         right.plot(ranks, recall, "-", color=colour, label=_arrow(direction))
+    _chance_lines(left, chance)
     left.set(xlabel="k (top-k of the Hamming ranking)", ylabel="precision@k", ylim=(0, 1.02), title="precision@k")
     right.set(xlabel="k (top-k of the Hamming ranking)", ylabel="recall@k", ylim=(0, 1.02), title="recall@k")
     for axis in (left, right):
@@ -108,6 +127,11 @@ def _framed(image: np.ndarray, colour: Sequence[float], width: int) -> np.ndarra
     return framed
 
 
+def _short(text: str, width: int = 18) -> str:
+    """``text`` cut to ``width`` characters, keeping its end (ids differ at the end)."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
 def plot_retrieval_grid(
     path: Path,
     direction: str,
@@ -116,23 +140,26 @@ def plot_retrieval_grid(
 ) -> Path:
     """Query images (left, blue frame) and their top-k of the other modality (green: relevant, red: not).
 
-    ``queries[i] = {"image": [C,H,W], "label": str, "results": [{"image", "label", "distance", "relevant"}]}``.
+    ``queries[i] = {"image": [C,H,W], "label": str, "id": str, "results": [{"image", "label", "id",
+    "distance", "relevant"}]}``; each image is captioned with its id.
     """
     rows = len(queries)
     top_k = max(len(q["results"]) for q in queries)
     cell = 1.25
-    figure = _figure(cell * (top_k + 1.35), cell * 1.38 * rows + 0.6)
-    grid = figure.add_gridspec(rows, top_k + 2, width_ratios=[1, 0.35] + [1] * top_k, wspace=0.06, hspace=0.42)
+    figure = _figure(cell * (top_k + 1.35), cell * 1.55 * rows + 0.6)
+    grid = figure.add_gridspec(rows, top_k + 2, width_ratios=[1, 0.35] + [1] * top_k, wspace=0.06, hspace=0.62)
     for r, query in enumerate(queries):
         axis = figure.add_subplot(grid[r, 0])
         axis.imshow(_framed(display_image(query["image"]), QUERY, 6))
         axis.set_title(f"query\n{query['label']}", fontsize=8, color=QUERY, fontweight="bold")
+        axis.text(0.5, -0.04, _short(query["id"]), transform=axis.transAxes, ha="center", va="top", fontsize=6.5)
         axis.axis("off")
         for c, result in enumerate(query["results"]):
             axis = figure.add_subplot(grid[r, c + 2])
             colour = CORRECT if result["relevant"] else WRONG
             axis.imshow(_framed(display_image(result["image"]), colour, 6))
             axis.set_title(f"#{c + 1} d={result['distance']}\n{result['label']}", fontsize=7, color=colour)
+            axis.text(0.5, -0.04, _short(result["id"]), transform=axis.transAxes, ha="center", va="top", fontsize=6)
             axis.axis("off")
     precision = [np.mean([res["relevant"] for res in q["results"]]) for q in queries]
     title = f"Retrieval {_arrow(direction)}: top-{top_k} by Hamming distance d (green = same class, red = other class)"
@@ -268,3 +295,30 @@ def _class_colour(index: int, count: int):
     if count <= 20:
         return colormaps["tab20"](index)
     return colormaps["turbo"](index / max(count - 1, 1))
+
+
+def plot_comparison(
+    path: Path,
+    runs: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    chance: Mapping[str, float] | None = None,
+) -> Path:
+    """One panel per direction, one line per run: ``runs[run][direction] = (x, y)``;
+    ``chance[direction]`` (optional) is drawn as a dotted grey line."""
+    directions = list(dict.fromkeys(d for curves in runs.values() for d in curves))
+    figure = _figure(5.8 * len(directions), 4.2)
+    axes = np.atleast_1d(figure.subplots(1, len(directions)))
+    for axis, direction in zip(axes, directions):
+        for (run, curves), colour in zip(runs.items(), (f"C{i}" for i in range(10 ** 6))):
+            if direction in curves:
+                x, y = curves[direction]
+                valid = ~np.isnan(np.asarray(y, dtype=float))
+                axis.plot(np.asarray(x)[valid], np.asarray(y)[valid], "-", color=colour, label=run)
+        if chance and direction in chance:
+            axis.axhline(chance[direction], color="0.5", linestyle=":", label=f"chance ({chance[direction]:.3f})")
+        axis.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02), title=f"{title}: {_arrow(direction)}")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="best")
+    return _save(figure, path)

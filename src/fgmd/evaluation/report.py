@@ -14,13 +14,21 @@ the query and database splits of both modalities and writes into ``run_dir/repor
   with FDFSP, ADF or DAMD): ``adf_gates.png``, ``fdfsp_band_gains.png``, ``fdfsp_spectra.png``,
   ``damd_attention.png``, ``damd_terms.png``, ``identity_distance.png``, ``diagnostics.json``;
 - ``report.md``: metrics of both directions, the three model-selection views (selected on
-  validation / last epoch / best on test, optimistic) and the figures.
+  validation / last epoch / best on test, optimistic) and the figures;
+- ``report.html``: the same page, self-contained (figures inline), plus the AP of each class;
+- ``pr_curves.csv``, ``precision_at_k.csv``, ``per_class_ap.csv``: the numbers behind the
+  curves and the per-class table. The chance level (dotted in the curves) is the precision of
+  a random ranking: the mean over queries of the fraction of relevant database items.
+
+``compare_runs(run_dirs, out)`` overlays the curves of several runs (a sweep, an ablation)
+from their CSVs and writes ``compare.html`` and ``compare.csv``.
 """
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +37,15 @@ import torch
 from fgmd.codes import hamming_distance, sign_codes
 from fgmd.data.datasets import build_dataset
 from fgmd.data.preprocess import build_preprocessor
-from fgmd.evaluation import plots
+from fgmd.evaluation import plots, report_html
 from fgmd.evaluation.diagnostics import report_diagnostics
 from fgmd.evaluation.evaluate import cross_modal_metrics, encode_images, metric_title, metrics_table
-from fgmd.evaluation.metrics import pr_curve_by_radius, precision_recall_at_ranks, relevance
+from fgmd.evaluation.metrics import (
+    average_precision_per_query,
+    pr_curve_by_radius,
+    precision_recall_at_ranks,
+    relevance,
+)
 from fgmd.models import load_run
 from fgmd.runtime.device import resolve_device
 from fgmd.tables import render_table
@@ -163,7 +176,7 @@ def generate_report(
     checkpoint: str | Path | None = None,
     out_dir: str | Path | None = None,
     overrides: Sequence[str] = (),
-    num_queries: int = 4,
+    num_queries: int | None = None,
     top_k: int = 10,
     seed: int = 0,
     progress: bool = False,
@@ -175,7 +188,8 @@ def generate_report(
         checkpoint: the model to report on (default ``run_dir/best.pt``).
         out_dir: where to write (default ``run_dir/report``).
         overrides: config overrides for evaluation, e.g. ``data.root=/moved/data``.
-        num_queries: queries per retrieval grid; top_k: results shown per query.
+        num_queries: queries per retrieval grid (default: one per class); top_k: results
+            shown per query.
         seed: picks the grid queries.
     """
     run_dir = Path(run_dir)
@@ -209,17 +223,21 @@ def generate_report(
 
     pairs = [(modalities[0], modalities[1]), (modalities[1], modalities[0])]
     directions = [f"{a}->{b}" for a, b in pairs]
-    pr, pk = {}, {}
+    pr, pk, chance, class_ap = {}, {}, {}, {}
     for (a, b), direction in zip(pairs, directions):
         pr[direction] = pr_curve_by_radius(q_codes[a], db_codes[b], q_labels[a], db_labels[b])
         ranks = _ranks(len(db_codes[b]))
         pk[direction] = precision_recall_at_ranks(q_codes[a], db_codes[b], q_labels[a], db_labels[b], ranks)
-    figures = {"pr": plots.plot_pr_curves(out / "pr_curves.png", pr, config.model.bits)}
-    figures["pk"] = plots.plot_precision_at_k(out / "precision_at_k.png", pk)
+        chance[direction] = chance_precision(q_labels[a], db_labels[b])
+        ap = average_precision_per_query(q_codes[a], db_codes[b], q_labels[a], db_labels[b], tie_aware=True)
+        class_ap[direction] = per_class_ap(ap, q_labels[a], class_names)
+    figures = {"pr": plots.plot_pr_curves(out / "pr_curves.png", pr, config.model.bits, chance)}
+    figures["pk"] = plots.plot_precision_at_k(out / "precision_at_k.png", pk, chance)
+    write_curves(out, pr, pk, chance, class_ap)
 
     grids = {}
     for (a, b), direction in zip(pairs, directions):
-        picked = _pick_queries(q_labels[a], num_queries, seed)
+        picked = _pick_queries(q_labels[a], num_queries or len(class_names), seed)
         distances = hamming_distance(q_codes[a][picked], db_codes[b])
         order = torch.argsort(distances, dim=1, stable=True)[:, :top_k]
         relevant = relevance(q_labels[a][picked], db_labels[b])
@@ -228,19 +246,15 @@ def generate_report(
             results = [
                 {
                     "image": database[b][j]["image"].numpy(),
+                    "id": database[b].records[j].id,
                     "label": _label_text(db_labels[b][j], class_names),
                     "distance": int(distances[i, j]),
                     "relevant": bool(relevant[i, j]),
                 }
                 for j in order[i].tolist()
             ]
-            rows.append(
-                {
-                    "image": queries[a][qi]["image"].numpy(),
-                    "label": _label_text(q_labels[a][qi], class_names),
-                    "results": results,
-                }
-            )
+            rows.append({"image": queries[a][qi]["image"].numpy(), "id": queries[a].records[qi].id,
+                         "label": _label_text(q_labels[a][qi], class_names), "results": results})
         notes = [f"{m}: bands 1–3 shown as RGB" for m in (a, b) if data.modality_config(m).channels > 3]
         if degenerate_code_warnings({b: db_codes[b]}, "database"):
             notes.append(f"all {b} database codes are (nearly) identical: ties are shown in database order")
@@ -262,9 +276,134 @@ def generate_report(
     views = _selection_views(run_dir, log, state, metrics, checkpoint)
     (out / "metrics.json").write_text(json.dumps({**metrics, "checkpoint": str(checkpoint)}, indent=2))
     md = _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, len(log), warnings)
-    md += "\n" + report_diagnostics(checkpoint, out, overrides, model)
+    diagnostics = report_diagnostics(checkpoint, out, overrides, model)
+    md += "\n" + diagnostics
     path = out / "report.md"
     path.write_text(md)
+    html = report_html.render_report(
+        title=f"FG-MD run report: {run_dir}",
+        summary=[line[2:] for line in md.split("\n## ")[0].splitlines() if line.startswith("- ")],
+        warnings=warnings,
+        metrics_table=metrics_table(metrics, recall=True),
+        views_table=_views_table(views, directions),
+        class_ap=class_ap,
+        chance=chance,
+        figures=figures,
+        grids=grids,
+        diagnostics=diagnostics,
+    )
+    (out / "report.html").write_text(html, encoding="utf-8")
+    return path
+
+
+def chance_precision(query_labels: torch.Tensor, db_labels: torch.Tensor, block: int = 1024) -> float:
+    """Precision of a random ranking at any cut-off: the mean over queries ``[Q, L]`` of the
+    fraction of database items ``[N, L]`` sharing a label with the query."""
+    total = 0.0
+    for start in range(0, len(query_labels), block):
+        total += float(relevance(query_labels[start : start + block], db_labels).double().mean(1).sum())
+    return total / max(len(query_labels), 1)
+
+
+def per_class_ap(ap: torch.Tensor, query_labels: torch.Tensor, class_names: Sequence[str]) -> dict[str, dict]:
+    """``{class: {"ap": mean AP of the queries with that label, "queries": count}}`` from the
+    per-query AP ``[Q]`` and the queries' labels ``[Q, L]`` (a multi-label query counts in
+    each of its classes)."""
+    result = {}
+    for c, name in enumerate(class_names):
+        members = query_labels[:, c] > 0
+        count = int(members.sum())
+        result[name] = {"ap": float(ap[members].mean()) if count else float("nan"), "queries": count}
+    return result
+
+
+def write_curves(
+    out: Path,
+    pr: Mapping[str, tuple],
+    pk: Mapping[str, tuple],
+    chance: Mapping[str, float],
+    class_ap: Mapping[str, Mapping[str, dict]],
+) -> None:
+    """The numbers behind the figures: ``pr_curves.csv`` (direction, radius, precision, recall,
+    chance), ``precision_at_k.csv`` (direction, k, precision, recall, chance) and
+    ``per_class_ap.csv`` (direction, class, ap, queries)."""
+    for name, curves, column in (("pr_curves.csv", pr, "radius"), ("precision_at_k.csv", pk, "k")):
+        with (out / name).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["direction", column, "precision", "recall", "chance"])
+            for direction, (x, precision, recall) in curves.items():
+                for row in zip(x, precision, recall):
+                    writer.writerow([direction, int(row[0]), f"{row[1]:.6f}", f"{row[2]:.6f}", f"{chance[direction]:.6f}"])
+    with (out / "per_class_ap.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["direction", "class", "ap", "queries"])
+        for direction, classes in class_ap.items():
+            for name, values in classes.items():
+                writer.writerow([direction, name, f"{values['ap']:.6f}", values["queries"]])
+
+
+def read_curves(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict[str, float]]:
+    """``({direction: (x, precision, recall)}, {direction: chance})`` from a curve CSV of
+    :func:`write_curves`."""
+    rows: dict[str, list[list[float]]] = {}
+    chance: dict[str, float] = {}
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        for direction, x, precision, recall, level in reader:
+            rows.setdefault(direction, []).append([float(x), float(precision), float(recall)])
+            chance[direction] = float(level)
+    curves = {d: tuple(np.asarray(column) for column in zip(*values)) for d, values in rows.items()}
+    return curves, chance
+
+
+def compare_runs(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    overrides: Sequence[str] = (),
+    progress: bool = False,
+) -> Path:
+    """Overlay the runs' curves (a sweep, an ablation) and tabulate their metrics.
+
+    Each run's ``report/`` CSVs are used; a run without them gets its report generated first
+    (``generate_report`` with ``overrides``). Writes ``out/compare.html`` (figures inline),
+    ``out/compare.csv`` (mAP per direction and mean per run) and the overlay PNGs; returns the
+    path of ``compare.html``. Runs are named by their folder names.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names: dict[str, Path] = {}
+    for run in map(Path, run_dirs):
+        name = run.name if run.name not in names else str(run)
+        names[name] = run
+    pr_runs, pk_runs, rows, chance = {}, {}, [], {}
+    for name, run in names.items():
+        report = run / REPORT_DIR
+        if not (report / "pr_curves.csv").exists():
+            generate_report(run, overrides=overrides, progress=progress)
+        pr, chance_pr = read_curves(report / "pr_curves.csv")
+        pk, _ = read_curves(report / "precision_at_k.csv")
+        chance = chance or chance_pr
+        pr_runs[name] = {d: (recall, precision) for d, (_, precision, recall) in pr.items()}
+        pk_runs[name] = {d: (k, precision) for d, (k, precision, _) in pk.items()}
+        metrics = json.loads((report / "metrics.json").read_text())
+        rows.append({"run": name, "folder": str(run),
+                     **{f"{d} mAP": v["map"] for d, v in metrics["directions"].items()},
+                     **{f"{d} mAP (tie-aware)": v["map_tie"] for d, v in metrics["directions"].items()},
+                     "mean mAP": metrics["mean"]["map"], "mean mAP (tie-aware)": metrics["mean"]["map_tie"]})
+    figures = {
+        "pr": plots.plot_comparison(out / "compare_pr.png", pr_runs, "recall", "precision",
+                                    "PR (Hamming radius)", chance),
+        "pk": plots.plot_comparison(out / "compare_precision_at_k.png", pk_runs, "k", "precision@k",
+                                    "precision@k", chance),
+    }
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with (out / "compare.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    path = out / "compare.html"
+    path.write_text(report_html.render_comparison(rows, columns, figures, chance), encoding="utf-8")
     return path
 
 
