@@ -1,5 +1,6 @@
 """The shipped dataset configs load, and the format registry matches the config's list."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def test_protocol_settings():
     vais = load_config(CONFIGS / "vais.yaml")
     assert vais.train.lr == 5e-5 and vais.data.modality_config("ir").channels == 1
     eurosat = load_config(CONFIGS / "eurosat.yaml")
-    assert eurosat.data.root == "../shared/data/eurosat_rgb5_mspan"
+    assert eurosat.data.root == os.path.abspath("../shared/data/eurosat_rgb5_mspan")  # relative to the cwd
     assert (eurosat.data.image_size, eurosat.data.resize) == (64, 72)
     assert eurosat.data.modality_config("pan").channels == 1 and eurosat.data.modality_config("ms").channels == 3
     aid10 = load_config(CONFIGS / "aid10.yaml")
