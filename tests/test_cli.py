@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from conftest import tiny_overrides
+from deploy_fixtures import tiny_checkpoint  # noqa: F401 (fixture)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -122,3 +123,18 @@ def test_overrides_anywhere_and_refused_where_meaningless(capsys):
     assert "takes no config overrides (got seed=3)" in capsys.readouterr().err
     assert main(["info", "modle.bits=16"]) == 2  # a typo is a config error naming the key, not an image path
     assert "modle" in capsys.readouterr().err
+
+
+def test_info_follows_the_image_size_and_describes_a_checkpoint(tiny_checkpoint, capsys):
+    from fgmd.cli.main import main
+
+    assert main(["info", "model.width_mult=0.25", "data.image_size=48"]) == 0
+    small = capsys.readouterr().out
+    assert "MACs @ 48x48" in small
+    assert main(["info", "--checkpoint", str(tiny_checkpoint)]) == 0  # a 32 px run
+    out = capsys.readouterr().out
+    assert "MACs @ 32x32" in out and "epoch 1 of 1, selected on last" in out and "16 bits, 32 px inputs" in out
+    macs = [line for line in out.splitlines() if "FG-MD (config)" in line and "total" in line][0]
+    assert main(["info", "--checkpoint", str(tiny_checkpoint), "--image-size", "64"]) == 0
+    bigger = [line for line in capsys.readouterr().out.splitlines() if "FG-MD (config)" in line and "total" in line][0]
+    assert float(bigger.split("|")[-2].strip()[:-1]) > 3.5 * float(macs.split("|")[-2].strip()[:-1])

@@ -12,11 +12,12 @@ HELP = "parameters and MACs of FG-MD and the plain baseline, compared with the p
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config file (default: the built-in defaults)")
-    parser.add_argument("--image-size", type=int, default=224, help="input size for the MAC count (default 224)")
-    parser.add_argument(
-        "--classes", type=int, default=6, help="classes, for the training-only class projection (default 6, MRSSID)"
-    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", help="YAML config file (default: the built-in defaults)")
+    source.add_argument("--checkpoint", help="describe a trained run: its config (best.pt / last.pt), epoch and selection")
+    parser.add_argument("--image-size", type=int,
+                        help="input size for the MAC count (default: the config's data.image_size)")
+    parser.add_argument("--classes", type=int, default=6, help="classes, for the training-only class projection (default 6, MRSSID)")
     add_overrides(parser)
 
 
@@ -25,20 +26,34 @@ def _m(count: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fgmd.config import load_config
+    from fgmd.config import Config, load_config
     from fgmd.experiments.params import paper_parameter_comparison
     from fgmd.models import model_from_config, model_summary
 
-    config = load_config(args.config, args.overrides)
+    if args.checkpoint:
+        from fgmd.runtime.checkpoint import load_checkpoint
+
+        state = load_checkpoint(args.checkpoint)
+        config = Config.from_dict(state["config"]).with_overrides(list(args.overrides))
+        selected = state.get("selected_on", "last")
+        epoch = f"epoch {state['epoch'] + 1}" if isinstance(state.get("epoch"), int) else "epoch ?"
+        score = state.get("metrics", {}).get("mean_map")
+        print(f"{args.checkpoint}: {epoch} of {config.train.epochs}, selected on {selected}"
+              + (f" (validation mean mAP {score:.4f})" if score is not None else "")
+              + f"; data {config.data.format} at {config.data.root}, modalities {' ↔ '.join(config.data.modalities)}"
+              + f"; {config.model.bits} bits, {config.data.image_size} px inputs\n")
+    else:
+        config = load_config(args.config, args.overrides)
+    size = args.image_size or config.data.image_size
     baseline = config.with_overrides(["model.fdfsp=false", "model.adf=false"])
     rows = []
     for name, variant in {"FG-MD (config)": config, "baseline (no FDFSP/ADF)": baseline}.items():
-        summary = model_summary(model_from_config(variant, load_pretrained=False), image_size=args.image_size)
+        summary = model_summary(model_from_config(variant, load_pretrained=False), image_size=size)
         for modality, branch in summary["branches"].items():
             rows.append([name, modality, f"{branch['params'] / 1e6:.3f}M", f"{branch['macs'] / 1e6:.1f}M"])
         macs = sum(branch["macs"] for branch in summary["branches"].values())
         rows.append([name, "total", f"{summary['total_params'] / 1e6:.3f}M", f"{macs / 1e6:.1f}M"])
-    print(render_table(["model", "branch", "parameters", f"MACs @ {args.image_size}x{args.image_size}"], rows))
+    print(render_table(["model", "branch", "parameters", f"MACs @ {size}x{size}"], rows))
     print("\nDAMD attention modules and the class projection exist only while training and are not counted.")
 
     c = paper_parameter_comparison(config, args.classes)
