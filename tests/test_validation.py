@@ -86,7 +86,7 @@ def test_train_start_stops_on_errors_and_logs_warnings(folder, caplog):
     rows = simple_rows()
     rows[4] = (rows[4][0], "x", "b", "train")
     write_folder_dataset(folder, rows)
-    with pytest.raises(DataCheckError, match=r"pairs.csv:6: label 'x' is not an integer"):
+    with pytest.raises(DataCheckError, match=r"pairs.csv:6: label 'x' is a class name but labels are numbers"):
         prepare_training_data(folder_config(folder))
     rows = [r for r in simple_rows() if not (r[3] == "query" and r[1] == "2")]
     write_folder_dataset(folder, rows)
@@ -101,14 +101,8 @@ def test_trainer_stores_percentile_scaling_in_its_config(folder, tmp_path):
     from fgmd.training.trainer import Trainer
 
     config = folder_config(
-        folder,
-        f"out_dir={tmp_path / 'run'}",
-        "data.modality.pan.scaling=percentile",
-        "data.modality.pan.percentiles=[5, 95]",
-        "model.width_mult=0.25",
-        "model.head_hidden=32",
-        "model.bits=16",
-        "train.device=cpu",
+        folder, f"out_dir={tmp_path / 'run'}", "data.modality.pan.scaling=percentile", "data.modality.pan.percentiles=[5, 95]",
+        "model.width_mult=0.25", "model.head_hidden=32", "model.bits=16", "train.device=cpu", "data.val_fraction=0",
     )
     trainer = Trainer(config, progress=False)
     pan = trainer.config.data.modality["pan"]
@@ -154,3 +148,23 @@ def test_cli_check_data_exit_codes(folder, tmp_path, capsys):
     out = run_cli("check-data", "--format", "folder", "--root", str(folder), "--quiet", "--no-decode", CHANNELS)
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"ERROR: {folder / 'pairs.csv'}:2: negative label '-1'" in out.stdout and "FAILED: 1 error(s)" in out.stdout
+
+
+def test_class_names_in_the_label_column(tmp_path):
+    """`label` may name the class: indices follow first appearance, or data.class_names when set."""
+    named = [(sample_id, name, name, split) for sample_id, _, name, split in simple_rows(classes=("c", "a", "b"))]
+    root = write_folder_dataset(tmp_path / "named", named)
+    report = check_data(folder_config(root))
+    assert report.ok, [e.message for e in report.errors]
+    assert report.class_names == ["c", "a", "b"]  # order of first appearance
+    pinned = check_data(folder_config(root, "data.class_names=[a, b, c]"))
+    assert pinned.ok and pinned.class_names == ["a", "b", "c"]
+    from fgmd.data.datasets import build_dataset
+
+    dataset = build_dataset(folder_config(root, "data.class_names=[a, b, c]").data, "train")
+    assert [int(row.argmax()) for row in dataset.labels[:9:3]] == [2, 0, 1]  # rows c, a, b -> pinned indices
+    bad = check_data(folder_config(root, "data.class_names=[a, b, d]"))
+    assert not bad.ok and "class 'c' is not in data.class_names (a, b, d)" in bad.errors[0].message
+    mixed = named[:3] + [(named[3][0], "1", named[3][2], named[3][3])] + named[4:]
+    report = check_data(folder_config(write_folder_dataset(tmp_path / "mixed", mixed)))
+    assert not report.ok and "label 1 is a number but labels are class names" in report.errors[0].message

@@ -248,13 +248,22 @@ def check_root(root: str | Path, layout: str) -> Path:
     return path
 
 
-def parse_label_list(text: str | None, where: str, issues: IssueLog) -> list[int] | None:
-    """``"3"`` or ``"0;4"`` -> class indices; reports a malformed or negative label (returns None)."""
-    try:
-        labels = [int(part) for part in (text or "").split(";")]
-    except ValueError:
-        issues.error(where, f"label {text!r} is not an integer (or integers separated by ';')")
+def parse_label_list(text: str | None, where: str, issues: IssueLog, table: ClassTable) -> list[int] | None:
+    """``"3"``, ``"0;4"``, ``"ship"`` or ``"ship;harbour"`` -> class indices (names through
+    ``table``); reports a malformed, unknown or negative label (returns None)."""
+    parts = [part.strip() for part in (text or "").split(";")]
+    if not all(parts):
+        issues.error(where, f"label {text!r} is empty (give class indices or names separated by ';')")
         return None
+    labels = []
+    for part in parts:
+        if part.lstrip("-").isdigit():
+            labels.append(int(part))
+            continue
+        index = table.index_of(part, where, issues)
+        if index is None:
+            return None
+        labels.append(index)
     if any(label < 0 for label in labels):
         issues.error(where, f"negative label {text!r}")
         return None
@@ -334,7 +343,7 @@ def parse_listed_row(
         issues.error(where, f"duplicate id {sample_id!r} (first on line {seen[sample_id]})")
         return None
     seen[sample_id] = line
-    labels = parse_label_list(row["label"], where, issues)
+    labels = parse_label_list(row["label"], where, issues, table)
     if labels is None:
         return None
     names = [n.strip() for n in (row["class_name"] or "").split(";")] if "class_name" in fieldnames else None
@@ -351,17 +360,49 @@ def parse_listed_row(
 
 
 class ClassTable:
-    """Class index -> name, collected from rows, or pinned by ``data.class_names``."""
+    """Class index -> name, collected from rows, or pinned by ``data.class_names``.
+
+    A label may name its class instead of numbering it: with ``data.class_names`` the name
+    is looked up there; without, names get indices in the order they first appear (one file
+    uses either numbers or names then, so the two cannot clash).
+    """
 
     def __init__(self, pinned: Sequence[str] = ()):
         self.pinned = list(pinned)
         self.names: dict[int, str] = dict(enumerate(self.pinned))
         self.first_seen: dict[int, str] = {}
+        self.by_name: dict[str, int] = {name: i for i, name in enumerate(self.pinned)}
+        self.numbered_at: str | None = None  # where a numeric label was first seen (unpinned)
+        self.named_at: str | None = None  # where a named label was first seen (unpinned)
+
+    def index_of(self, name: str, where: str, issues: IssueLog) -> int | None:
+        """The class index of a label given by name; None after reporting why there is none."""
+        if name in self.by_name:
+            return self.by_name[name]
+        if self.pinned:
+            issues.error(where, f"class {name!r} is not in data.class_names ({', '.join(self.pinned)})")
+            return None
+        if self.numbered_at is not None:
+            issues.error(where, f"label {name!r} is a class name but labels are numbers from {self.numbered_at} on: "
+                         "use one or the other (or list the names in data.class_names)")
+            return None
+        self.named_at = self.named_at or where
+        index = len(self.by_name)
+        self.by_name[name] = index
+        self.names[index] = name
+        self.first_seen[index] = where
+        return index
 
     def add(self, labels: Sequence[int], names: Sequence[str] | None, where: str, issues: IssueLog) -> bool:
         """Check ``labels`` (and their ``names``, if the file has them) against what is known."""
         ok = True
         for i, label in enumerate(labels):
+            if not self.pinned and label not in self.by_name.values():
+                if self.named_at is not None:
+                    issues.error(where, f"label {label} is a number but labels are class names from {self.named_at} "
+                                 "on: use one or the other (or list the names in data.class_names)")
+                    return False
+                self.numbered_at = self.numbered_at or where
             if self.pinned and label >= len(self.pinned):
                 issues.error(
                     where,
