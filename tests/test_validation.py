@@ -50,7 +50,13 @@ def test_unreadable_image_names_file_and_line(folder):
 
 def test_wrong_band_count_is_an_error(folder):
     report = check_data(folder_config(folder, "data.modality.pan.channels=3"))
-    assert len(report.errors) == 27 and "has 1 band(s) but data.modality.pan.channels is 3" in report.errors[0].message
+    (error,) = report.errors  # one line for the 27 images, with the fix, not one per image
+    assert "27 pan image(s) have 1 band(s) but data.modality.pan.channels is 3" in error.message
+    assert error.message.endswith("set data.modality.pan.channels=1") and "first: " in error.message
+    assert check_data(folder_config(folder, "data.modality.pan.channels=1")).ok  # the printed fix works
+    report = check_data(folder_config(folder, "data.modality.ms.channels=1"))
+    assert "27 ms image(s) have 3 band(s)" in report.errors[0].message
+    assert "or pick 1 of the bands with data.modality.ms.bands=[...]" in report.errors[0].message
     report = check_data(folder_config(folder, "data.modality.ms.bands=[5, 0, 1]"))
     assert "band 5 out of range, the image has 3 band(s)" in report.errors[0].message
 

@@ -316,6 +316,7 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
     stats = {m: ModalityImageStats() for m in data.modalities}
     bands_seen: dict[str, set[int]] = {m: set() for m in data.modalities}
     hashes: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    wrong_bands: dict[tuple[str, int], list[tuple[str, Record]]] = defaultdict(list)  # one error per count
     for (modality, path), users in tqdm(items.items(), desc="decode images", disable=not progress):
         mod = data.modality_config(modality)
         stat = stats[modality]
@@ -334,11 +335,8 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
                     )
                 image = image[mod.bands]
             if image.shape[0] != mod.channels:
-                raise ImageReadError(
-                    path,
-                    f"has {image.shape[0]} band(s) but data.modality.{modality}.channels is "
-                    f"{mod.channels} (set .channels, or .bands to pick bands, e.g. [0])",
-                )
+                wrong_bands[(modality, int(image.shape[0]))].append((path, users[0]))
+                continue
         except ImageReadError as error:
             log.error(users[0].source, f"{error.path}: {error.reason}")
             continue
@@ -352,6 +350,15 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
         digest.update(repr(tuple(image.shape)).encode())
         for record in users:
             hashes[(modality, digest.hexdigest())].append(record)
+    for (modality, count), found in wrong_bands.items():
+        channels = data.modality_config(modality).channels
+        path, record = found[0]
+        selected = " after band selection" if data.modality_config(modality).bands else ""
+        fix = f"set data.modality.{modality}.channels={count}"
+        if count > channels:
+            fix += f", or pick {channels} of the bands with data.modality.{modality}.bands=[...]"
+        log.error(record.source, f"{len(found)} {modality} image(s) have {count} band(s){selected} but "
+                  f"data.modality.{modality}.channels is {channels} (first: {path}): {fix}")
     for modality, stat in stats.items():
         stat.bands_on_disk = sorted(bands_seen[modality])
     report.images = stats
