@@ -8,6 +8,7 @@ import sys
 from fgmd.cli.commands import (
     ablate,
     check_data,
+    config,
     demo,
     diagnose,
     eval,
@@ -24,21 +25,8 @@ from fgmd.cli.commands import (
 )
 
 COMMANDS = [
-    demo,
-    train,
-    eval,
-    report,
-    diagnose,
-    index,
-    search,
-    serve,
-    export,
-    sweep,
-    ablate,
-    info,
-    check_data,
-    prepare,
-    generate_demo_data,
+    demo, train, eval, report, diagnose, index, search, serve, export, sweep, ablate, info, config, check_data,
+    prepare, generate_demo_data
 ]
 
 
