@@ -32,7 +32,10 @@ def test_templates_are_valid_configs_at_the_defaults(data_format):
     for section in ("model", "loss", "train", "eval"):
         assert got[section] == defaults[section]
     second = loaded.data.modalities[1]
-    assert loaded.data.modality_config(second).channels == 1 and loaded.data.modality_config(loaded.data.modalities[0]).channels == 3
+    assert (
+        loaded.data.modality_config(second).channels == 1
+        and loaded.data.modality_config(loaded.data.modalities[0]).channels == 3
+    )
 
 
 def test_config_cli(tmp_path, monkeypatch, capsys):

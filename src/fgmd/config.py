@@ -284,10 +284,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for item in overrides or []:
         apply_override(data, item)
     section = data.get("data")
-    root = section.get("root") if isinstance(section, dict) else None
-    if isinstance(root, str) and root and not os.path.isabs(root):
-        # stored absolute, so the run's config works from any directory (report, eval, search)
-        section["root"] = os.path.abspath(root)
+    if isinstance(section, dict):
+        root = section.get("root")
+        if isinstance(root, str) and root and not os.path.isabs(root):
+            # stored absolute, so the run's config works from any directory (report, eval, search)
+            section["root"] = os.path.abspath(root)
     try:
         return Config.from_dict(data)
     except ConfigError as error:

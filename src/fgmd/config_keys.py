@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from fgmd.config import VAIS_MODALITIES, Config, ModalityConfig
+from fgmd.config import Config, ModalityConfig
 
 FORMAT_SECTIONS = {"mrssid": "mrssid", "vais": "vais", "csv": "csv"}  # data.format -> its options section
 
@@ -95,6 +95,7 @@ KEYS: dict[str, str] = {
     "eval.map_at_r": "R of mAP@R (FSISR convention; 0: not reported)",
     "eval.precision_at": "cut-offs of precision@k and recall@k",
     "eval.batch_size": "images per encoder call when evaluating (does not change the codes)",
+    "eval.select_on": "validation metric that picks best.pt (map_tie: tie-aware mAP; or any reported metric)",
 }
 
 
@@ -156,6 +157,8 @@ def template(data_format: str = "folder") -> str:
         f"# fgmd config template (data.format: {data_format}); every key at its default.",
         "# Delete what you do not change; `fgmd config show --config FILE` prints the result.",
     ]
+    from fgmd.data.datasets.vais import MODALITIES as VAIS_MODALITIES
+
     modalities = list(VAIS_MODALITIES) if data_format == "vais" else Config().data.modalities
     opened: set[str] = set()
     for key, default in config_keys():

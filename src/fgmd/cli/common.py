@@ -26,7 +26,9 @@ def is_override(token: str, sections: set[str]) -> bool:
     """Whether ``token`` is a ``KEY=VALUE`` override: a dotted key (``data.root=...``) or a
     top-level config key (``seed=1``, ``out_dir=runs/x``)."""
     match = _OVERRIDE.match(token)
-    return bool(match) and (bool(match.group(2)) or match.group(1) in sections)
+    if match is None:
+        return False
+    return bool(match.group(2)) or match.group(1) in sections
 
 
 def extract_overrides(argv: list[str], sections: set[str]) -> tuple[list[str], list[str]]:

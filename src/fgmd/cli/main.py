@@ -30,14 +30,21 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``fgmd`` parser. With ``argv``, only the command it names gets its arguments (a
+    command's options may import heavy modules for their choices: ``fgmd --help`` and the
+    other commands do not pay for them); without, every command does."""
     from fgmd import __version__
 
+    names = {command.NAME for command in COMMANDS}
+    chosen = None if argv is None else next((token for token in argv if token in names), "")
     parser = argparse.ArgumentParser(prog="fgmd", description="FG-MD cross-modal hashing retrieval.")
     parser.add_argument("--version", action="version", version=f"fgmd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_arguments(sub.add_parser(command.NAME, help=command.HELP, description=command.HELP))
+        subparser = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        if chosen is None or command.NAME == chosen:
+            command.add_arguments(subparser)
     return parser
 
 
@@ -59,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     from fgmd.cli.common import extract_overrides
     from fgmd.config import Config
 
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     argv, overrides = extract_overrides(argv, {f.name for f in dataclasses.fields(Config)})
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if overrides:
         if not hasattr(args, "overrides"):

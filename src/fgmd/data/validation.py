@@ -350,14 +350,14 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
         digest.update(repr(tuple(image.shape)).encode())
         for record in users:
             hashes[(modality, digest.hexdigest())].append(record)
-    for (modality, count), found in wrong_bands.items():
+    for (modality, count), mismatched in wrong_bands.items():
         channels = data.modality_config(modality).channels
-        path, record = found[0]
+        path, record = mismatched[0]
         selected = " after band selection" if data.modality_config(modality).bands else ""
         fix = f"set data.modality.{modality}.channels={count}"
         if count > channels:
             fix += f", or pick {channels} of the bands with data.modality.{modality}.bands=[...]"
-        log.error(record.source, f"{len(found)} {modality} image(s) have {count} band(s){selected} but "
+        log.error(record.source, f"{len(mismatched)} {modality} image(s) have {count} band(s){selected} but "
                   f"data.modality.{modality}.channels is {channels} (first: {path}): {fix}")
     for modality, stat in stats.items():
         stat.bands_on_disk = sorted(bands_seen[modality])

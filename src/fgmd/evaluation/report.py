@@ -353,7 +353,10 @@ def read_curves(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.
         for direction, x, precision, recall, level in reader:
             rows.setdefault(direction, []).append([float(x), float(precision), float(recall)])
             chance[direction] = float(level)
-    curves = {d: tuple(np.asarray(column) for column in zip(*values)) for d, values in rows.items()}
+    curves = {}
+    for direction, values in rows.items():
+        array = np.asarray(values)  # [points, 3]: x, precision, recall
+        curves[direction] = (array[:, 0], array[:, 1], array[:, 2])
     return curves, chance
 
 
@@ -376,7 +379,10 @@ def compare_runs(
     for run in map(Path, run_dirs):
         name = run.name if run.name not in names else str(run)
         names[name] = run
-    pr_runs, pk_runs, rows, chance = {}, {}, [], {}
+    pr_runs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    pk_runs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    rows: list[dict[str, object]] = []
+    chance: dict[str, float] = {}
     for name, run in names.items():
         report = run / REPORT_DIR
         if not (report / "pr_curves.csv").exists():

@@ -4,10 +4,10 @@ from uploaded bytes or from the query split, thumbnails, and the per-query AP be
 Everything here is plain Python (no web framework): ``app.py`` maps HTTP requests onto a
 :class:`SearchService`, and tests or scripts can call it directly.
 
-Preprocessing is the evaluation pipeline of the run: an upload is decoded in memory
-(:func:`fgmd.data.io.decode_image`, the CLI's size limits), then band selection and
-radiometry (``data.modality.<name>``) and the evaluation transform (resize, centre crop,
-normalisation) are applied, exactly as ``fgmd eval`` and ``fgmd index`` do for files.
+Preprocessing is the run's one pipeline, ``fgmd.data.preprocess.Preprocessor``: an upload is
+decoded in memory (:func:`fgmd.data.io.decode_image`, the CLI's size limits), then band
+selection, radiometry, resize, centre crop and normalisation follow exactly as in ``fgmd
+eval`` and ``fgmd index`` for files.
 
 Thread safety: the model runs under one lock (a CPU forward pass already uses every core);
 indexes and caches are read-only after start-up or guarded by their own lock.

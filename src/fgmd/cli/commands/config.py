@@ -13,14 +13,21 @@ HELP = "show the resolved config (show), write a commented template of every key
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("show", "template", "keys"),
-                        help="show: the config after defaults and overrides; template: every key with its "
-                             "default and meaning; keys: the markdown table of docs/CONFIG.md")
+    parser.add_argument(
+        "action",
+        choices=("show", "template", "keys"),
+        help="show: the config after defaults and overrides; template: every key with its "
+        "default and meaning; keys: the markdown table of docs/CONFIG.md",
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", help="show: a YAML config file (default: the built-in defaults)")
     source.add_argument("--checkpoint", help="show: the config stored in a checkpoint (best.pt / last.pt)")
-    parser.add_argument("--format", default="folder", choices=("folder", "csv", "mrssid", "vais"),
-                        help="template: the data format whose options to include (default folder)")
+    parser.add_argument(
+        "--format",
+        default="folder",
+        choices=("folder", "csv", "mrssid", "vais"),
+        help="template: the data format whose options to include (default folder)",
+    )
     parser.add_argument("--out", help="template: write to this file (it must not exist) instead of stdout")
     add_overrides(parser)
 

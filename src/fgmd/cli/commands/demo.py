@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from fgmd.cli.common import add_quiet
-from fgmd.evaluation.evaluate import metrics_table
 
 NAME = "demo"
 HELP = "generate the demo data, train FG-MD on it, evaluate, print the results"
@@ -19,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fgmd.evaluation.evaluate import metrics_table
+
     from fgmd.demo import run_demo
 
     start = time.perf_counter()

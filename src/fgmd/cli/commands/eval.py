@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from fgmd.cli.common import add_overrides, add_quiet
-from fgmd.evaluation.evaluate import metrics_table
 
 NAME = "eval"
 HELP = "evaluate a checkpoint on its query/database splits (both directions)"
@@ -19,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fgmd.evaluation.evaluate import metrics_table
+
     from fgmd.api import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.checkpoint, args.overrides, args.out, progress=not args.quiet)

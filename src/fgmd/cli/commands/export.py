@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 
 from fgmd.cli.common import add_overrides
-from fgmd.export.onnx import EXPORT_FORMATS
-from fgmd.export.precision import PRECISIONS
 
 NAME = "export"
 HELP = "export the encoders to ONNX (one file per branch + JSON sidecar); --check compares with PyTorch"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from fgmd.export.onnx import EXPORT_FORMATS
+    from fgmd.export.precision import PRECISIONS
+
     parser.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a run")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="export format (default onnx)")
     parser.add_argument("--out", required=True, help="folder for <modality>.onnx and <modality>.json")

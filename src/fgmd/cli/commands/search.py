@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import cast
 
 from fgmd.cli.common import add_overrides
-from fgmd.retrieval.backends import FaissIVF
-from fgmd.retrieval.search import BACKENDS
 
 NAME = "search"
 HELP = "search an index (made by `fgmd index`) with query images of the other modality"
@@ -20,6 +18,8 @@ FORMATS = ("table", "json", "csv")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from fgmd.retrieval.search import BACKENDS
+
     parser.add_argument("--index", required=True, help="index file made by `fgmd index`")
     parser.add_argument("--checkpoint", required=True, help="the checkpoint whose other branch made the index")
     parser.add_argument("--modality", required=True, help="modality of the query images")
@@ -125,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         **({"radius": args.radius} if args.radius is not None else {"k": args.k}),
     }
     if args.approximate and len(index):
-        engine = cast(FaissIVF, index.backend(backend, recall_target=recall_target, nprobe=nprobe))
+        from fgmd.retrieval.backends import FaissIVF
+
+        engine = cast(FaissIVF, index.backend(backend, recall_target=recall_target))
         meta["approximate"] = {
             "backend": "faiss IndexBinaryIVF",
             "nlist": engine.nlist,
