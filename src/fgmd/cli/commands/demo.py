@@ -18,9 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fgmd.evaluation.evaluate import metrics_table
-
     from fgmd.demo import run_demo
+    from fgmd.evaluation.evaluate import metrics_table
 
     start = time.perf_counter()
     metrics = run_demo(Path(args.out), progress=not args.quiet)

@@ -18,9 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fgmd.evaluation.evaluate import metrics_table
-
     from fgmd.api import evaluate_checkpoint
+    from fgmd.evaluation.evaluate import metrics_table
 
     metrics = evaluate_checkpoint(args.checkpoint, args.overrides, args.out, progress=not args.quiet)
     print(metrics_table(metrics))
