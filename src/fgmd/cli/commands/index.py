@@ -11,13 +11,14 @@ HELP = "encode a split or a folder of images of one modality into an index file"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a run")
-    parser.add_argument("--modality", required=True, help="modality of the images (its branch encodes them)")
-    source = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("--info", metavar="FILE", help="describe an existing index file instead (needs nothing else)")
+    parser.add_argument("--checkpoint", help="best.pt or last.pt of a run (required to build)")
+    parser.add_argument("--modality", help="modality of the images (its branch encodes them; required to build)")
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--split", help="a split of the checkpoint's dataset, e.g. database")
     source.add_argument("--folder", help="a folder of image files (ids = relative paths without extension)")
     parser.add_argument("--recursive", action="store_true", help="with --folder: include subfolders")
-    parser.add_argument("--out", required=True, help="index file to write, e.g. archive.fgidx")
+    parser.add_argument("--out", help="index file to write, e.g. archive.fgidx (required to build)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     parser.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
     parser.add_argument(
@@ -36,9 +37,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_overrides(parser)
 
 
+def describe(path: str) -> str:
+    """A few lines on an index file: items, bits, modality, labels, root and paths, the encoder."""
+    from fgmd.retrieval import Index
+
+    index = Index.load(path)
+    encoder = index.encoder
+    labels = "no labels" if index.labels is None else f"{index.num_labels} classes"
+    if index.labels is not None and index.class_names:
+        counts = index.labels.sum(axis=0)
+        labels += " (" + ", ".join(f"{n} {int(c)}" for n, c in zip(index.class_names, counts)) + ")"
+    files = f"root {index.root}" if index.paths is not None else "no image paths (written before index format 2)"
+    example = (
+        f"; first item {index.ids[0]!r}" + (f" at {index.paths[0]}" if index.paths is not None else "")
+        if len(index)
+        else ""
+    )
+    lines = [
+        f"{path}: {len(index)} {index.modality} items, {index.bits}-bit codes, {labels}",
+        f"  {files}{example}",
+        f"  encoder: weights sha256 {str(encoder.get('weights_sha256', '?'))[:16]}…, "
+        f"image size {encoder.get('config', {}).get('data', {}).get('image_size', '?')}",
+    ]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
+    from fgmd.config import ConfigError
     from fgmd.retrieval.encode_archive import build_index
     from fgmd.runtime.distributed import init_distributed
+
+    if args.info:
+        print(describe(args.info))
+        return 0
+    missing = [
+        flag
+        for flag, value in (("--checkpoint", args.checkpoint), ("--modality", args.modality), ("--out", args.out))
+        if not value
+    ]
+    if not (args.split or args.folder):
+        missing.append("--split or --folder")
+    if missing:
+        raise ConfigError(f"building an index needs {', '.join(missing)} (or --info FILE to describe one)")
 
     result = build_index(
         args.checkpoint,

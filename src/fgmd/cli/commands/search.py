@@ -48,47 +48,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.95,
         help="with --approximate: recall@100 the search is calibrated to reach (default 0.95)",
     )
-    parser.add_argument(
-        "--nprobe",
-        type=int,
-        help="with --approximate: clusters scanned per query instead of calibrating (the calibration is "
-        "optimistic for cross-modal queries; see docs/DEPLOYMENT.md)",
-    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="device for encoding the queries (default cpu)")
     add_overrides(parser)
 
 
-def rows(results) -> list[tuple[str, int, str, int]]:
-    return [
-        (result.query, rank, hit_id, int(distance))
-        for result in results
-        for rank, (hit_id, distance) in enumerate(zip(result.ids, result.distances), start=1)
-    ]
+COLUMNS = ["query", "rank", "id", "distance", "label", "path"]
 
 
-def render(results, fmt: str, meta: dict) -> str:
-    if fmt == "json":
-        queries = [
+def hits(result, index) -> list[dict]:
+    """The hits of one query result: rank, id, distance, label (class names joined by ``;``;
+    empty when the index has no labels), path (relative to the index's root; empty when the
+    index does not know its files) and position in the index."""
+    names = index.class_names
+    out = []
+    for rank, (hit_id, distance, position) in enumerate(zip(result.ids, result.distances, result.positions), start=1):
+        label = ""
+        if result.labels is not None:
+            columns = [int(c) for c in result.labels[rank - 1].nonzero()[0]]
+            label = ";".join(names[c] if names and c < len(names) else f"class_{c}" for c in columns)
+        path = index.paths[int(position)] if index.paths is not None else ""
+        out.append(
             {
-                "query": r.query,
-                "results": [
-                    {"rank": rank, "id": hit_id, "distance": int(d), "position": int(p)}
-                    for rank, (hit_id, d, p) in enumerate(zip(r.ids, r.distances, r.positions), start=1)
-                ],
+                "rank": rank,
+                "id": hit_id,
+                "distance": int(distance),
+                "label": label,
+                "path": path,
+                "position": int(position),
             }
-            for r in results
-        ]
+        )
+    return out
+
+
+def render(results, fmt: str, meta: dict, index) -> str:
+    per_query = [(r.query, hits(r, index)) for r in results]
+    if fmt == "json":
+        queries = [{"query": query, "results": found} for query, found in per_query]
         return json.dumps({**meta, "queries": queries}, indent=1, ensure_ascii=False) + "\n"
+    table = [[query, *(h[c] for c in COLUMNS[1:])] for query, found in per_query for h in found]
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["query", "rank", "id", "distance"])
-        writer.writerows(rows(results))
+        writer.writerow(COLUMNS)
+        writer.writerows(table)
         return buffer.getvalue()
     from fgmd.tables import render_table
 
-    return render_table(["query", "rank", "id", "distance"], rows(results)) + "\n"
+    return render_table(COLUMNS, table) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     meta = {
         "index": str(args.index),
         "index_modality": index.modality,
+        "index_root": index.root,
         "query_modality": args.modality,
         "items": len(index),
         **({"radius": args.radius} if args.radius is not None else {"k": args.k}),
@@ -135,13 +143,12 @@ def run(args: argparse.Namespace) -> int:
             "recall_target": recall_target,
             "calibrated_recall_at_100": engine.calibrated_recall,
         }
-        calibration = (
-            "given"
-            if engine.calibrated_recall is None
-            else f"recall@100 {engine.calibrated_recall:.3f} on calibration queries (target {recall_target})"
+        print(
+            f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, recall@100 "
+            f"{engine.calibrated_recall:.3f} on calibration queries (target {recall_target})",
+            file=sys.stderr,
         )
-        print(f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, {calibration}", file=sys.stderr)
-    text = render(results, args.format, meta)
+    text = render(results, args.format, meta, index)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"{len(results)} queries, {sum(len(r.ids) for r in results)} results written to {args.out}")
