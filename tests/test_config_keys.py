@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fgmd.cli.config_keys import KEYS, config_keys, keys_markdown, template
 from fgmd.cli.main import main
 from fgmd.config import Config
-from fgmd.config_keys import KEYS, config_keys, keys_markdown, template
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "CONFIG.md"
 

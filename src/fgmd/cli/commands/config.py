@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
+    from fgmd.cli.config_keys import keys_markdown, template
     from fgmd.config import Config, load_config
-    from fgmd.config_keys import keys_markdown, template
 
     if args.action == "keys":
         sys.stdout.write(keys_markdown())
