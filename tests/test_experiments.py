@@ -195,7 +195,9 @@ def test_report_html_is_self_contained_with_per_class_ap_chance_and_curve_data(a
     generate_report(run, out_dir=out, top_k=4)  # default: one grid query per class
     html = (out / "report.html").read_text()
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 6 and all(s.startswith("data:image/png;base64,") for s in sources)
+    # 6 report figures and the module diagnostics' figures (a full FG-MD run), all inline
+    assert len(sources) > 6 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<h2>Module diagnostics</h2>" in html and "<table>" in html.split("Module diagnostics")[1]
     assert "http://" not in html and "https://" not in html and "<link" not in html
     metrics = json.loads((out / "metrics.json").read_text())
     with (out / "per_class_ap.csv").open() as handle:
