@@ -100,8 +100,13 @@ def test_help_version_and_argument_errors_do_not_import_torch():
         "print('exit', code, 'torch' in sys.modules)\n"
     )
     env = {**os.environ, "PYTHONPATH": SRC}
-    for args, code in ((["--help"], 0), (["--version"], 0), (["train", "--help"], 0), (["eval"], 2),
-                       (["no-such-command"], 2)):
+    for args, code in (
+        (["--help"], 0),
+        (["--version"], 0),
+        (["train", "--help"], 0),
+        (["eval"], 2),
+        (["no-such-command"], 2),
+    ):
         out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, env=env)
         assert out.stdout.strip().endswith(f"exit {code} False"), (args, out.stdout, out.stderr)
     version = run_cli("--version")

@@ -138,9 +138,20 @@ def test_sidecar_holds_the_full_preprocessing_and_version_1_sidecars_still_check
 
 def test_folder_check_names_the_branch_it_did_not_check(exported, tiny_checkpoint, tiny_dataset, capsys):
     out, _ = exported  # holds ms.onnx and pan.onnx
-    code, stdout, _ = run_cli(capsys, "export", "--checkpoint", tiny_checkpoint, "--out", out,
-                              "--check-folder", tiny_dataset / "images" / "pan", "--check-modality", "pan",
-                              "--check-limit", "8")
+    code, stdout, _ = run_cli(
+        capsys,
+        "export",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--out",
+        out,
+        "--check-folder",
+        tiny_dataset / "images" / "pan",
+        "--check-modality",
+        "pan",
+        "--check-limit",
+        "8",
+    )
     assert code == 0 and "PASS" not in stdout
     assert "PARTIAL: bit flip rate within" in stdout and "NOT CHECKED: ms" in stdout
     assert json.loads((out / "parity.json").read_text())["unchecked"] == ["ms"]
@@ -148,7 +159,17 @@ def test_folder_check_names_the_branch_it_did_not_check(exported, tiny_checkpoin
 
 def test_export_takes_overrides_anywhere(exported, tiny_checkpoint, tmp_path, capsys):
     missing = tmp_path / "moved-away"
-    code, _, stderr = run_cli(capsys, "export", f"data.root={missing}", "--checkpoint", tiny_checkpoint,
-                              "--out", tmp_path / "onnx", "--modality", "pan", "--check")
+    code, _, stderr = run_cli(
+        capsys,
+        "export",
+        f"data.root={missing}",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--out",
+        tmp_path / "onnx",
+        "--modality",
+        "pan",
+        "--check",
+    )
     assert code == 2 and str(missing) in stderr  # the override reached the parity check's dataset
     assert (tmp_path / "onnx" / "pan.onnx").is_file()

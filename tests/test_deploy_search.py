@@ -183,6 +183,26 @@ def test_approximate_search_reports_its_calibration(tiny_checkpoint, pan_index, 
     )
     for a, b in zip(result["queries"], exact["queries"]):
         assert [r["distance"] for r in a["results"]] == [r["distance"] for r in b["results"]]
+    code, text, stderr = run_cli(
+        capsys,
+        "search",
+        "--index",
+        pan_index,
+        "--checkpoint",
+        tiny_checkpoint,
+        "--modality",
+        "ms",
+        *ms_queries,
+        "-k",
+        "4",
+        "--format",
+        "json",
+        "--approximate",
+        "--nprobe",
+        "1",
+    )
+    given = json.loads(text)["approximate"]
+    assert code == 0 and given["nprobe"] == 1 and given["calibrated_recall_at_100"] is None and "given" in stderr
 
 
 def test_index_info_describes_a_file(pan_index, capsys):

@@ -296,7 +296,10 @@ def tiny_run(micro_dataset, tmp_path_factory):
     """A full FG-MD run of 1 epoch at 64 px on the generated data (which has masks/)."""
     run = tmp_path_factory.mktemp("diag") / "run"
     config = load_config(
-        None, tiny_overrides(micro_dataset, run, **{"train.epochs": 1, "data.image_size": 64, "data.resize": 68, "data.val_fraction": 0})
+        None,
+        tiny_overrides(
+            micro_dataset, run, **{"train.epochs": 1, "data.image_size": 64, "data.resize": 68, "data.val_fraction": 0}
+        ),
     )
     fit(config, progress=False)
     return config, run

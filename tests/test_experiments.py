@@ -236,7 +236,9 @@ def test_report_compare_overlays_runs(ablation, tmp_path, capsys):
         rows = list(csv.DictReader(handle))
     assert [r["run"] for r in rows] == [run.name for run in runs]
     for row, run in zip(rows, runs):
-        assert float(row["mean mAP"]) == pytest.approx(json.loads((run / "report" / "metrics.json").read_text())["mean"]["map"])
+        assert float(row["mean mAP"]) == pytest.approx(
+            json.loads((run / "report" / "metrics.json").read_text())["mean"]["map"]
+        )
     html = (tmp_path / "cmp" / "compare.html").read_text()
     assert html.count('src="data:image/png;base64,') == 2 and "chance" in html.lower()
     _check_png(tmp_path / "cmp" / "compare_pr.png")
@@ -263,9 +265,14 @@ def test_overrides_after_list_options_stay_overrides(capsys):
 
     sections = {"seed", "model", "data", "out_dir"}
     argv = ["sweep", "--bits", "16", "32", "model.adf=false", "--set", "seed=1", "--set=out_dir=x"]
-    assert extract_overrides(argv, sections) == (["sweep", "--bits", "16", "32"], ["model.adf=false", "seed=1", "out_dir=x"])
+    assert extract_overrides(argv, sections) == (
+        ["sweep", "--bits", "16", "32"],
+        ["model.adf=false", "seed=1", "out_dir=x"],
+    )
     assert extract_overrides(["search", "img=1.png", "a.png", "--", "data.root=x"], sections) == (
-        ["search", "img=1.png", "a.png", "--", "data.root=x"], [])
+        ["search", "img=1.png", "a.png", "--", "data.root=x"],
+        [],
+    )
     assert main(["sweep", "--bits", "16", "sixteen", "seed=1"]) == 2
     assert "--bits takes integers" in capsys.readouterr().err
     assert main(["ablate", "--variants", "baseline", "fdfsp+adf", "seed=1"]) == 2

@@ -83,7 +83,9 @@ def test_bad_label_and_unknown_split(copy_of):
     parts[1] = "x"
     lines[3] = ",".join(parts)
     csv.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError, match="pairs.csv:4: label 'x' is a class name but labels are numbers from .*pairs.csv:2 on"):
+    with pytest.raises(
+        DataFormatError, match="pairs.csv:4: label 'x' is a class name but labels are numbers from .*pairs.csv:2 on"
+    ):
         PairedFolderDataset(copy_of, "train")
     shutil.rmtree(copy_of)
 

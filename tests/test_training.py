@@ -169,9 +169,11 @@ def test_one_line_per_evaluation_counts_epochs_from_one(tiny_config, capsys):
 
     metrics = {"mean": {"map_tie": 0.5}, "directions": {"ms->pan": {"map_tie": 0.4}, "pan->ms": {"map_tie": 0.6}}}
     assert evaluation_line(3, 10, metrics, "map_tie", 0.5, 3, True, 125.0) == (
-        "epoch 4/10: validation map_tie 0.5000 (ms->pan 0.4000, pan->ms 0.6000); new best, ETA 2m05s")
+        "epoch 4/10: validation map_tie 0.5000 (ms->pan 0.4000, pan->ms 0.6000); new best, ETA 2m05s"
+    )
     assert evaluation_line(9, 10, metrics, "map_tie", 0.7, 1, False, 0.0) == (
-        "epoch 10/10: validation map_tie 0.5000 (ms->pan 0.4000, pan->ms 0.6000); best 0.7000 at epoch 2")
+        "epoch 10/10: validation map_tie 0.5000 (ms->pan 0.4000, pan->ms 0.6000); best 0.7000 at epoch 2"
+    )
     fit(tiny_config(**{"train.epochs": 2, "train.eval_every": 1}), progress=True)
     lines = [line for line in capsys.readouterr().out.splitlines() if "validation map_tie" in line]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]

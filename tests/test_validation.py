@@ -107,8 +107,15 @@ def test_trainer_stores_percentile_scaling_in_its_config(folder, tmp_path):
     from fgmd.training.trainer import Trainer
 
     config = folder_config(
-        folder, f"out_dir={tmp_path / 'run'}", "data.modality.pan.scaling=percentile", "data.modality.pan.percentiles=[5, 95]",
-        "model.width_mult=0.25", "model.head_hidden=32", "model.bits=16", "train.device=cpu", "data.val_fraction=0",
+        folder,
+        f"out_dir={tmp_path / 'run'}",
+        "data.modality.pan.scaling=percentile",
+        "data.modality.pan.percentiles=[5, 95]",
+        "model.width_mult=0.25",
+        "model.head_hidden=32",
+        "model.bits=16",
+        "train.device=cpu",
+        "data.val_fraction=0",
     )
     trainer = Trainer(config, progress=False)
     pan = trainer.config.data.modality["pan"]

@@ -17,9 +17,15 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     """Declare that the command takes config overrides (``args.overrides``, a list of
     ``KEY=VALUE``). ``fgmd.cli.main`` collects them from anywhere on the command line with
     :func:`extract_overrides`, so argparse itself only shows them in the help."""
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. model.bits=64 or data.root=/data/x; repeatable, and "
-                             "accepted without --set anywhere on the line")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. model.bits=64 or data.root=/data/x; repeatable, and "
+        "accepted without --set anywhere on the line",
+    )
 
 
 def is_override(token: str, sections: set[str]) -> bool:
@@ -50,7 +56,7 @@ def extract_overrides(argv: list[str], sections: set[str]) -> tuple[list[str], l
                 break
             found.append(value)
         elif token.startswith("--set="):
-            found.append(token[len("--set="):])
+            found.append(token[len("--set=") :])
         elif is_override(token, sections):
             found.append(token)
         else:

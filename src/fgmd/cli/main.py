@@ -25,8 +25,22 @@ from fgmd.cli.commands import (
 )
 
 COMMANDS = [
-    demo, train, eval, report, diagnose, index, search, serve, export, sweep, ablate, info, config, check_data,
-    prepare, generate_demo_data
+    demo,
+    train,
+    eval,
+    report,
+    diagnose,
+    index,
+    search,
+    serve,
+    export,
+    sweep,
+    ablate,
+    info,
+    config,
+    check_data,
+    prepare,
+    generate_demo_data,
 ]
 
 

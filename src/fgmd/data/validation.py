@@ -357,8 +357,11 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
         fix = f"set data.modality.{modality}.channels={count}"
         if count > channels:
             fix += f", or pick {channels} of the bands with data.modality.{modality}.bands=[...]"
-        log.error(record.source, f"{len(mismatched)} {modality} image(s) have {count} band(s){selected} but "
-                  f"data.modality.{modality}.channels is {channels} (first: {path}): {fix}")
+        log.error(
+            record.source,
+            f"{len(mismatched)} {modality} image(s) have {count} band(s){selected} but "
+            f"data.modality.{modality}.channels is {channels} (first: {path}): {fix}",
+        )
     for modality, stat in stats.items():
         stat.bands_on_disk = sorted(bands_seen[modality])
     report.images = stats

@@ -42,7 +42,9 @@ def _arrow(direction: str) -> str:
 def _chance_lines(axis, chance: Mapping[str, float] | None) -> None:
     """Dotted horizontal lines at the precision of a random ranking, one per direction."""
     for (direction, value), colour in zip((chance or {}).items(), ("C0", "C1")):
-        axis.axhline(value, color=colour, linestyle=":", linewidth=1.2, label=f"chance {_arrow(direction)} ({value:.3f})")
+        axis.axhline(
+            value, color=colour, linestyle=":", linewidth=1.2, label=f"chance {_arrow(direction)} ({value:.3f})"
+        )
 
 
 def plot_pr_curves(
@@ -129,7 +131,7 @@ def _framed(image: np.ndarray, colour: Sequence[float], width: int) -> np.ndarra
 
 def _short(text: str, width: int = 18) -> str:
     """``text`` cut to ``width`` characters, keeping its end (ids differ at the end)."""
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def plot_retrieval_grid(
@@ -311,7 +313,7 @@ def plot_comparison(
     figure = _figure(5.8 * len(directions), 4.2)
     axes = np.atleast_1d(figure.subplots(1, len(directions)))
     for axis, direction in zip(axes, directions):
-        for (run, curves), colour in zip(runs.items(), (f"C{i}" for i in range(10 ** 6))):
+        for (run, curves), colour in zip(runs.items(), (f"C{i}" for i in range(10**6))):
             if direction in curves:
                 x, y = curves[direction]
                 valid = ~np.isnan(np.asarray(y, dtype=float))

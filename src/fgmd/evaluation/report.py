@@ -253,8 +253,14 @@ def generate_report(
                 }
                 for j in order[i].tolist()
             ]
-            rows.append({"image": queries[a][qi]["image"].numpy(), "id": queries[a].records[qi].id,
-                         "label": _label_text(q_labels[a][qi], class_names), "results": results})
+            rows.append(
+                {
+                    "image": queries[a][qi]["image"].numpy(),
+                    "id": queries[a].records[qi].id,
+                    "label": _label_text(q_labels[a][qi], class_names),
+                    "results": results,
+                }
+            )
         notes = [f"{m}: bands 1–3 shown as RGB" for m in (a, b) if data.modality_config(m).channels > 3]
         if degenerate_code_warnings({b: db_codes[b]}, "database"):
             notes.append(f"all {b} database codes are (nearly) identical: ties are shown in database order")
@@ -333,7 +339,9 @@ def write_curves(
             writer.writerow(["direction", column, "precision", "recall", "chance"])
             for direction, (x, precision, recall) in curves.items():
                 for row in zip(x, precision, recall):
-                    writer.writerow([direction, int(row[0]), f"{row[1]:.6f}", f"{row[2]:.6f}", f"{chance[direction]:.6f}"])
+                    writer.writerow(
+                        [direction, int(row[0]), f"{row[1]:.6f}", f"{row[2]:.6f}", f"{chance[direction]:.6f}"]
+                    )
     with (out / "per_class_ap.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["direction", "class", "ap", "queries"])
@@ -393,15 +401,23 @@ def compare_runs(
         pr_runs[name] = {d: (recall, precision) for d, (_, precision, recall) in pr.items()}
         pk_runs[name] = {d: (k, precision) for d, (k, precision, _) in pk.items()}
         metrics = json.loads((report / "metrics.json").read_text())
-        rows.append({"run": name, "folder": str(run),
-                     **{f"{d} mAP": v["map"] for d, v in metrics["directions"].items()},
-                     **{f"{d} mAP (tie-aware)": v["map_tie"] for d, v in metrics["directions"].items()},
-                     "mean mAP": metrics["mean"]["map"], "mean mAP (tie-aware)": metrics["mean"]["map_tie"]})
+        rows.append(
+            {
+                "run": name,
+                "folder": str(run),
+                **{f"{d} mAP": v["map"] for d, v in metrics["directions"].items()},
+                **{f"{d} mAP (tie-aware)": v["map_tie"] for d, v in metrics["directions"].items()},
+                "mean mAP": metrics["mean"]["map"],
+                "mean mAP (tie-aware)": metrics["mean"]["map_tie"],
+            }
+        )
     figures = {
-        "pr": plots.plot_comparison(out / "compare_pr.png", pr_runs, "recall", "precision",
-                                    "PR (Hamming radius)", chance),
-        "pk": plots.plot_comparison(out / "compare_precision_at_k.png", pk_runs, "k", "precision@k",
-                                    "precision@k", chance),
+        "pr": plots.plot_comparison(
+            out / "compare_pr.png", pr_runs, "recall", "precision", "PR (Hamming radius)", chance
+        ),
+        "pk": plots.plot_comparison(
+            out / "compare_precision_at_k.png", pk_runs, "k", "precision@k", "precision@k", chance
+        ),
     }
     columns = list(dict.fromkeys(key for row in rows for key in row))
     with (out / "compare.csv").open("w", newline="") as handle:

@@ -340,8 +340,18 @@ class Trainer:
                 if self.progress:
                     done = epoch + 1 - self.start_epoch
                     remaining = (time.perf_counter() - started) / done * (epochs - epoch - 1)
-                    tqdm.write(evaluation_line(epoch, epochs, metrics, self.config.eval.select_on, self.best_score,
-                                               self.best_epoch, improved, remaining))
+                    tqdm.write(
+                        evaluation_line(
+                            epoch,
+                            epochs,
+                            metrics,
+                            self.config.eval.select_on,
+                            self.best_score,
+                            self.best_epoch,
+                            improved,
+                            remaining,
+                        )
+                    )
             elif self.val_set is None:
                 self.best_epoch, self.best_metrics = epoch, {}
                 if main:

@@ -126,10 +126,14 @@ def run(args: argparse.Namespace) -> int:
     verdict = ("PARTIAL" if report.unchecked else "PASS") if report.passed else "FAIL"
     flips_ok = all(b.flip_rate <= report.budget for b in report.branches.values())
     map_ok = all(m["pytorch"] - m["onnx"] <= report.max_map_drop for m in report.map.values())
-    print(f"{verdict}: bit flip rate {'within' if flips_ok else 'above'} the budget of {100 * report.budget:.3g}%"
-          + (f", mAP {'within' if map_ok else 'more than'} {report.max_map_drop:g} of PyTorch's" if report.map else "")
-          + f" (report in {Path(args.out) / 'parity.json'}; figures also in each <modality>.json under \"check\")")
+    print(
+        f"{verdict}: bit flip rate {'within' if flips_ok else 'above'} the budget of {100 * report.budget:.3g}%"
+        + (f", mAP {'within' if map_ok else 'more than'} {report.max_map_drop:g} of PyTorch's" if report.map else "")
+        + f' (report in {Path(args.out) / "parity.json"}; figures also in each <modality>.json under "check")'
+    )
     if report.unchecked:
-        print(f"NOT CHECKED: {', '.join(report.unchecked)} (the folder holds {', '.join(report.branches)} images; "
-              "--check without --check-folder compares every branch on the run's splits)")
+        print(
+            f"NOT CHECKED: {', '.join(report.unchecked)} (the folder holds {', '.join(report.branches)} images; "
+            "--check without --check-folder compares every branch on the run's splits)"
+        )
     return 0 if report.passed else 1

@@ -14,10 +14,15 @@ HELP = "parameters and MACs of FG-MD and the plain baseline, compared with the p
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", help="YAML config file (default: the built-in defaults)")
-    source.add_argument("--checkpoint", help="describe a trained run: its config (best.pt / last.pt), epoch and selection")
-    parser.add_argument("--image-size", type=int,
-                        help="input size for the MAC count (default: the config's data.image_size)")
-    parser.add_argument("--classes", type=int, default=6, help="classes, for the training-only class projection (default 6, MRSSID)")
+    source.add_argument(
+        "--checkpoint", help="describe a trained run: its config (best.pt / last.pt), epoch and selection"
+    )
+    parser.add_argument(
+        "--image-size", type=int, help="input size for the MAC count (default: the config's data.image_size)"
+    )
+    parser.add_argument(
+        "--classes", type=int, default=6, help="classes, for the training-only class projection (default 6, MRSSID)"
+    )
     add_overrides(parser)
 
 
@@ -38,10 +43,12 @@ def run(args: argparse.Namespace) -> int:
         selected = state.get("selected_on", "last")
         epoch = f"epoch {state['epoch'] + 1}" if isinstance(state.get("epoch"), int) else "epoch ?"
         score = state.get("metrics", {}).get("mean_map")
-        print(f"{args.checkpoint}: {epoch} of {config.train.epochs}, selected on {selected}"
-              + (f" (validation mean mAP {score:.4f})" if score is not None else "")
-              + f"; data {config.data.format} at {config.data.root}, modalities {' ↔ '.join(config.data.modalities)}"
-              + f"; {config.model.bits} bits, {config.data.image_size} px inputs\n")
+        print(
+            f"{args.checkpoint}: {epoch} of {config.train.epochs}, selected on {selected}"
+            + (f" (validation mean mAP {score:.4f})" if score is not None else "")
+            + f"; data {config.data.format} at {config.data.root}, modalities {' ↔ '.join(config.data.modalities)}"
+            + f"; {config.model.bits} bits, {config.data.image_size} px inputs\n"
+        )
     else:
         config = load_config(args.config, args.overrides)
     size = args.image_size or config.data.image_size

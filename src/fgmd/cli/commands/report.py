@@ -17,9 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, help="queries per retrieval grid (default: one per class)")
     parser.add_argument("--top-k", type=int, default=10, help="results shown per query (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="picks the grid queries (default 0)")
-    parser.add_argument("--compare", nargs="+", metavar="RUN",
-                        help="overlay these runs (and RUN_DIR if given): compare.html + compare.csv; runs without "
-                             "a report get one first")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="overlay these runs (and RUN_DIR if given): compare.html + compare.csv; runs without "
+        "a report get one first",
+    )
     add_quiet(parser)
     add_overrides(parser)
 

@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.95,
         help="with --approximate: recall@100 the search is calibrated to reach (default 0.95)",
     )
+    parser.add_argument(
+        "--nprobe",
+        type=int,
+        help="with --approximate: clusters scanned per query instead of calibrating (the calibration is "
+        "optimistic for cross-modal queries; see docs/DEPLOYMENT.md)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu", help="device for encoding the queries (default cpu)")
     add_overrides(parser)
@@ -135,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     if args.approximate and len(index):
         from fgmd.retrieval.backends import FaissIVF
 
-        engine = cast(FaissIVF, index.backend(backend, recall_target=recall_target))
+        engine = cast(FaissIVF, index.backend(backend, recall_target=recall_target, nprobe=nprobe))
         meta["approximate"] = {
             "backend": "faiss IndexBinaryIVF",
             "nlist": engine.nlist,
@@ -143,11 +149,12 @@ def run(args: argparse.Namespace) -> int:
             "recall_target": recall_target,
             "calibrated_recall_at_100": engine.calibrated_recall,
         }
-        print(
-            f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, recall@100 "
-            f"{engine.calibrated_recall:.3f} on calibration queries (target {recall_target})",
-            file=sys.stderr,
+        calibration = (
+            "given"
+            if engine.calibrated_recall is None
+            else f"recall@100 {engine.calibrated_recall:.3f} on calibration queries (target {recall_target})"
         )
+        print(f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, {calibration}", file=sys.stderr)
     text = render(results, args.format, meta, index)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

@@ -33,7 +33,11 @@ def run(args: argparse.Namespace) -> int:
         if result.best_metrics
         else "no validation split: last epoch kept"
     )
-    print(f"trained {config.train.epochs} epochs into {result.run_dir}; best epoch {result.best_epoch + 1} ({selected})")
-    print(f"next: fgmd eval --checkpoint {result.run_dir / 'best.pt'}   (test-split metrics)\n"
-          f"      fgmd report {result.run_dir}   (figures and report.html)")
+    print(
+        f"trained {config.train.epochs} epochs into {result.run_dir}; best epoch {result.best_epoch + 1} ({selected})"
+    )
+    print(
+        f"next: fgmd eval --checkpoint {result.run_dir / 'best.pt'}   (test-split metrics)\n"
+        f"      fgmd report {result.run_dir}   (figures and report.html)"
+    )
     return 0

@@ -383,8 +383,11 @@ class ClassTable:
             issues.error(where, f"class {name!r} is not in data.class_names ({', '.join(self.pinned)})")
             return None
         if self.numbered_at is not None:
-            issues.error(where, f"label {name!r} is a class name but labels are numbers from {self.numbered_at} on: "
-                         "use one or the other (or list the names in data.class_names)")
+            issues.error(
+                where,
+                f"label {name!r} is a class name but labels are numbers from {self.numbered_at} on: "
+                "use one or the other (or list the names in data.class_names)",
+            )
             return None
         self.named_at = self.named_at or where
         index = len(self.by_name)
@@ -399,8 +402,11 @@ class ClassTable:
         for i, label in enumerate(labels):
             if not self.pinned and label not in self.by_name.values():
                 if self.named_at is not None:
-                    issues.error(where, f"label {label} is a number but labels are class names from {self.named_at} "
-                                 "on: use one or the other (or list the names in data.class_names)")
+                    issues.error(
+                        where,
+                        f"label {label} is a number but labels are class names from {self.named_at} "
+                        "on: use one or the other (or list the names in data.class_names)",
+                    )
                     return False
                 self.numbered_at = self.numbered_at or where
             if self.pinned and label >= len(self.pinned):
