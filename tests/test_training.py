@@ -105,9 +105,9 @@ def test_resume_after_interruption_equals_uninterrupted_run(tiny_config, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         fit(config, progress=False)
     monkeypatch.setattr(Trainer, "train_epoch", original)
-    with pytest.raises(FileExistsError, match="resume it") as refused:
+    with pytest.raises(FileExistsError, match="already holds a run") as refused:
         fit(config, progress=False)
-    assert "--" not in str(refused.value) and suggested_options(refused.value) == ("resume",)
+    assert "--" not in str(refused.value) and suggested_options(refused.value) == ("resume", "overwrite")
     resumed = fit(config, resume=True, progress=False)
 
     a = load_checkpoint(reference.run_dir / "last.pt")

@@ -23,6 +23,7 @@ from fgmd.data.preprocess import build_preprocessor
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, load_run
 from fgmd.runtime.distributed import init_distributed
+from fgmd.runtime.files import write_atomic
 
 
 def load_model(checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[FGMD, Config]:
@@ -90,5 +91,5 @@ def evaluate_checkpoint(
         out = checkpoint.parent / name
     out = Path(out)
     if context.is_main:
-        out.write_text(json.dumps(metrics, indent=2))
+        write_atomic(out, json.dumps(metrics, indent=2))
     return metrics

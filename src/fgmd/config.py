@@ -111,6 +111,8 @@ class DataConfig:
     hold label indices only (MRSSID), or pins the names and count of any format (a label
     outside it is an error). ``scaling_sample`` caps the training images read to compute
     percentile scaling. Relative paths (``root``) are relative to the current directory.
+    Image paths that lead outside ``root`` (absolute CSV paths, ``..``, symbolic links) are
+    reported by the data check as a warning, or as an error with ``confine_to_root``.
     """
 
     format: str = "folder"
@@ -128,6 +130,7 @@ class DataConfig:
     cache_images: bool = False
     class_names: list[str] = field(default_factory=list)
     scaling_sample: int = 256
+    confine_to_root: bool = False
     mrssid: MRSSIDOptions = field(default_factory=MRSSIDOptions)
     vais: VAISOptions = field(default_factory=VAISOptions)
     csv: CSVOptions = field(default_factory=CSVOptions)
@@ -292,6 +295,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         return Config.from_dict(data)
     except ConfigError as error:
+        named = [item for item in overrides or [] if (key := item.split("=", 1)[0].strip()) and key in str(error)]
+        if named:  # overrides set the keys the error names: blame them, not the file
+            which = "override" if len(named) == 1 else "overrides"
+            raise ConfigError(f"{which} {', '.join(map(repr, named))}: {error}") from None
         raise ConfigError(f"{path}: {error}" if path is not None else str(error)) from None
 
 

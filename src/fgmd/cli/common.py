@@ -64,6 +64,22 @@ def extract_overrides(argv: list[str], sections: set[str]) -> tuple[list[str], l
     return rest, found
 
 
+def at_least(minimum: int):
+    """An argparse ``type`` for integers ``>= minimum`` (a smaller value is a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from fgmd.cli.commands import (
@@ -23,6 +24,8 @@ from fgmd.cli.commands import (
     sweep,
     train,
 )
+
+DEBUG_ENV = "FGMD_DEBUG"
 
 COMMANDS = [
     demo,
@@ -54,6 +57,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     chosen = None if argv is None else next((token for token in argv if token in names), "")
     parser = argparse.ArgumentParser(prog="fgmd", description="FG-MD cross-modal hashing retrieval.")
     parser.add_argument("--version", action="version", version=f"fgmd {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show the Python traceback of an error (also: {DEBUG_ENV}=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         subparser = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
@@ -95,11 +101,29 @@ def main(argv: list[str] | None = None) -> int:
     tune_cpu_allocator()  # large CPU tensors: reuse freed heap blocks instead of re-mapping them
 
     command = next(c for c in COMMANDS if c.NAME == args.command)
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return command.run(args)
     except USER_ERRORS as error:
+        if debug:
+            raise
         print(f"fgmd {args.command}: error: {error}{flag_hint(parser, args.command, error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"fgmd {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug, or a failure fgmd has no message for: one line, unless debugging
+        if debug:
+            raise
+        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(
+            f"fgmd {args.command}: internal error: {type(error).__name__}: {text} "
+            f"(run with --debug or {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

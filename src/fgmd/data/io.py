@@ -35,9 +35,12 @@ Axes (TIFF)
     Data with more than 3 non-singleton axes is refused.
 
 Size limit (decompression bombs)
-    Pillow refuses an image of more than ``2 * PIL.Image.MAX_IMAGE_PIXELS`` pixels (about
-    179 million by default) from its header, before decoding; a TIFF whose first series holds
-    more than :data:`MAX_TIFF_SAMPLES` samples (pixels times bands) is refused the same way.
+    An image larger than ``max_pixels()`` (height x width; 64 megapixels unless the
+    environment variable ``FGMD_MAX_PIXELS`` says otherwise, ``0`` for no limit) is refused
+    from its header, before any pixel is decoded: a small file can hold a huge image, and one
+    144-megapixel PNG decodes to 2.4 GB of float32. Pillow's own bomb check stays in force
+    above ``2 * PIL.Image.MAX_IMAGE_PIXELS``; a TIFF whose first series holds more than
+    :data:`MAX_TIFF_SAMPLES` samples (pixels times bands) is refused the same way.
 
 In memory
     :func:`decode_image` decodes the bytes of a file (an upload) with the same rules,
@@ -52,6 +55,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -65,6 +69,7 @@ __all__ = [
     "decode_image",
     "read_image",
     "MAX_TIFF_SAMPLES",
+    "max_pixels",
     "PILLOW_EXTENSIONS",
     "TIFF_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
@@ -76,6 +81,36 @@ SUPPORTED_EXTENSIONS = PILLOW_EXTENSIONS | TIFF_EXTENSIONS
 
 _MAX_BANDS_FIRST = 16
 MAX_TIFF_SAMPLES = 1 << 30  # samples (pixels x bands) in a TIFF's first series: 4 GiB as float32
+
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
+MAX_PIXELS_ENV = "FGMD_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The largest image (height x width) :func:`read_image` decodes; 0 means no limit.
+
+    Raises ``ValueError`` when ``FGMD_MAX_PIXELS`` is not a number.
+    """
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        return max(int(float(text)), 0)
+    except ValueError:
+        raise ValueError(f"{MAX_PIXELS_ENV}={text!r} is not a number of pixels") from None
+
+
+def _check_size(path: str | Path, height: int, width: int) -> None:
+    try:
+        limit = max_pixels()
+    except ValueError as error:
+        raise ImageReadError(path, str(error)) from None
+    if limit and height * width > limit:
+        raise ImageReadError(
+            path,
+            f"{width}x{height} pixels ({height * width / 1e6:.1f} megapixels) is above fgmd's limit of "
+            f"{limit / 1e6:.1f} megapixels; raise {MAX_PIXELS_ENV} to read it",
+        )
 
 
 class ImageReadError(OSError):
@@ -160,7 +195,11 @@ def _finish(path: str | Path, array: np.ndarray, bands: Sequence[int] | None) ->
 def _read_pillow(path: str | Path, source: Path | BinaryIO) -> np.ndarray:
     """Decode ``source`` with Pillow; returns [C, H, W] in the file's sample type."""
     try:
-        with Image.open(source) as img:
+        with warnings.catch_warnings():  # fgmd's own limit below replaces Pillow's bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        with img:
+            _check_size(path, img.height, img.width)  # from the header, before decoding
             img.load()  # force the full decode: truncated/corrupt data fails here, not later
             return _pillow_to_array(path, img)
     except ImageReadError:
@@ -236,6 +275,11 @@ def _read_tiff(path: str | Path, source: Path | BinaryIO) -> np.ndarray:
                     path,
                     f"image too large: shape {tuple(series.shape)} is {samples} samples, the limit is {MAX_TIFF_SAMPLES}",
                 )
+            sizes = dict(zip(series.axes, series.shape))
+            if "Y" in sizes and "X" in sizes:
+                _check_size(path, sizes["Y"], sizes["X"])
+            else:  # unnamed axes: the two largest
+                _check_size(path, *sorted(series.shape)[-2:])
             array = series.asarray()
             axes = series.axes
     except ImageReadError:

@@ -66,5 +66,8 @@ class DataCheckError(DataFormatError):
     def __init__(self, summary: str, issues: list[Issue]):
         self.issues = list(issues)
         errors = [i for i in self.issues if i.severity == ERROR]
+        if len(errors) == 1:  # one mistake, one line
+            super().__init__(f"{summary}{' ' if summary.endswith(':') else ': '}{errors[0]}")
+            return
         lines = [summary, *(f"  {issue}" for issue in errors)]
         super().__init__("\n".join(lines))

@@ -31,10 +31,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from fgmd.config import Config
+from fgmd.config import Config, DataConfig
 from fgmd.data.datasets import FORMATS
 from fgmd.data.datasets.base import DatasetNotFoundError
 from fgmd.data.io import ImageReadError, read_image
@@ -168,9 +169,11 @@ def check_data(config: Config, decode: bool = True, progress: bool = False, scal
             log.error(data.root, f"split {split!r} (train) has no pair with both modalities to train on")
         absent = [f"{class_names[i]} ({i})" for i, n in enumerate(counts) if n == 0]
         if absent and class_names:
-            log.warning(data.root, f"split {split!r} has no record of class(es) {', '.join(absent)}")
+            more = f", ... ({len(absent)} in all)" if len(absent) > _EXAMPLES else ""
+            log.warning(data.root, f"split {split!r} has no record of class(es) {', '.join(absent[:_EXAMPLES])}{more}")
 
     _check_unreferenced(fmt, data, records, log)
+    _check_confined(data, records, log)
     check_minable(by_split.get(data.train_split, []), data.modalities, log)
     same_train_db = _check_train_database(roles, by_split, log)
     comparisons = _comparisons(roles, same_train_db)
@@ -232,6 +235,27 @@ def _check_unreferenced(fmt, data, records, log: IssueLog) -> None:
             log.warning(
                 str(paths[0].parent), f"{len(paths)} {modality} image(s) not used by any split listed, e.g. {examples}"
             )
+
+
+def _check_confined(data: DataConfig, records: Sequence[Record], log: IssueLog) -> None:
+    """Report image paths that lead outside ``data.root`` once they are resolved (absolute
+    paths, ``..`` parts, symbolic links): a warning, or an error with ``data.confine_to_root``."""
+    root = Path(data.root).resolve()
+    outside = [
+        (record, path, resolved)
+        for record in records
+        for path in record.paths.values()
+        if not (resolved := Path(path).resolve()).is_relative_to(root)
+    ]
+    if not outside:
+        return
+    record, path, resolved = outside[0]
+    link = f" -> {resolved}" if Path(path) != resolved else ""
+    message = f"{len(outside)} image path(s) lead outside the data root {root}, e.g. {path}{link}"
+    if data.confine_to_root:
+        log.error(record.source, f"{message} (refused: data.confine_to_root is true)")
+    else:
+        log.warning(record.source, f"{message} (set data.confine_to_root=true to refuse them)")
 
 
 def check_minable(train: Sequence[Record], modalities: Sequence[str], log: IssueLog) -> None:

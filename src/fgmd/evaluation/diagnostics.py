@@ -56,6 +56,7 @@ from fgmd.models.fdfsp import FDFSP, band_masks
 from fgmd.models.fgmd import FGMD
 from fgmd.runtime.checkpoint import load_checkpoint
 from fgmd.runtime.device import resolve_device
+from fgmd.runtime.files import write_atomic
 from fgmd.training.damd import DAMD, SEMANTIC_LEVELS, SPATIAL_LEVELS
 
 __all__ = [
@@ -692,8 +693,7 @@ def write_diagnostics(
         paths["damd_terms"] = plots.plot_damd_terms(out / "damd_terms.png", diagnostics.terms)
     if any(diagnostics.identity.values()):
         paths["identity"] = plots.plot_identity_distance(out / "identity_distance.png", diagnostics.identity)
-    paths["json"] = out / "diagnostics.json"
-    paths["json"].write_text(json.dumps(diagnostics.summary(), indent=2))
+    paths["json"] = write_atomic(out / "diagnostics.json", json.dumps(diagnostics.summary(), indent=2))
     return paths
 
 

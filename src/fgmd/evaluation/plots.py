@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fgmd.runtime.files import make_folder, write_atomic
+
 CORRECT = (0.13, 0.63, 0.20)  # green
 WRONG = (0.85, 0.13, 0.13)  # red
 QUERY = (0.20, 0.35, 0.80)  # blue
@@ -30,9 +32,10 @@ def _figure(width: float, height: float):
 
 
 def _save(figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    return path
+    make_folder(path.parent)
+    return write_atomic(
+        path, lambda file: figure.savefig(file, format=path.suffix[1:], dpi=DPI, bbox_inches="tight", facecolor="white")
+    )
 
 
 def _arrow(direction: str) -> str:

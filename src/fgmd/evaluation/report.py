@@ -48,6 +48,7 @@ from fgmd.evaluation.metrics import (
 )
 from fgmd.models import load_run
 from fgmd.runtime.device import resolve_device
+from fgmd.runtime.files import make_folder, write_atomic
 from fgmd.tables import render_table
 
 REPORT_DIR = "report"
@@ -195,8 +196,8 @@ def generate_report(
     run_dir = Path(run_dir)
     checkpoint = Path(checkpoint) if checkpoint else run_dir / "best.pt"
     out = Path(out_dir) if out_dir else run_dir / REPORT_DIR
-    out.mkdir(parents=True, exist_ok=True)
     model, config, state = load_run(checkpoint, overrides)
+    make_folder(out)
     class_names = list(state.get("class_names") or [])
     device = resolve_device(config.train.device)
     model.to(device)
@@ -280,12 +281,12 @@ def generate_report(
     )
 
     views = _selection_views(run_dir, log, state, metrics, checkpoint)
-    (out / "metrics.json").write_text(json.dumps({**metrics, "checkpoint": str(checkpoint)}, indent=2))
+    write_atomic(out / "metrics.json", json.dumps({**metrics, "checkpoint": str(checkpoint)}, indent=2))
     md = _markdown(run_dir, checkpoint, config, state, metrics, views, directions, figures, grids, len(log), warnings)
     diagnostics = report_diagnostics(checkpoint, out, overrides, model)
     md += "\n" + diagnostics
     path = out / "report.md"
-    path.write_text(md)
+    write_atomic(path, md)
     html = report_html.render_report(
         title=f"FG-MD run report: {run_dir}",
         summary=[line[2:] for line in md.split("\n## ")[0].splitlines() if line.startswith("- ")],
@@ -298,7 +299,7 @@ def generate_report(
         grids=grids,
         diagnostics=diagnostics,
     )
-    (out / "report.html").write_text(html, encoding="utf-8")
+    write_atomic(out / "report.html", html)
     return path
 
 
@@ -425,7 +426,7 @@ def compare_runs(
         writer.writeheader()
         writer.writerows(rows)
     path = out / "compare.html"
-    path.write_text(report_html.render_comparison(rows, columns, figures, chance), encoding="utf-8")
+    write_atomic(path, report_html.render_comparison(rows, columns, figures, chance))
     return path
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from fgmd.config import Config, ConfigError
+from fgmd.runtime.files import write_atomic
 from fgmd.training.resume import resume_conflicts
 
 METRICS = "metrics.json"
@@ -80,7 +81,7 @@ def train_and_evaluate(config: Config, progress: bool = True, report: bool = Fal
     report (``report/``) when it is missing.
     """
     from fgmd.api import evaluate_checkpoint
-    from fgmd.training.trainer import fit
+    from fgmd.training.trainer import fit, never_trained
 
     run_dir = Path(config.out_dir)
     check_run_config(run_dir, config)
@@ -89,7 +90,7 @@ def train_and_evaluate(config: Config, progress: bool = True, report: bool = Fal
         raise ConfigError(f"{run_dir} already holds {done} epochs, more than train.epochs={config.train.epochs}")
     finished = done == config.train.epochs and (run_dir / METRICS).exists() and (run_dir / "best.pt").exists()
     if not finished:  # new, killed or extended run: train, then score again
-        fit(config, resume=(run_dir / "last.pt").exists(), progress=progress)
+        fit(config, resume=(run_dir / "last.pt").exists(), progress=progress, overwrite=never_trained(run_dir))
         for name in (METRICS, METRICS_LAST):
             (run_dir / name).unlink(missing_ok=True)
     if not (run_dir / METRICS).exists():
@@ -98,7 +99,7 @@ def train_and_evaluate(config: Config, progress: bool = True, report: bool = Fal
         log = read_log(run_dir)
         if log and "test" in log[-1]:  # train.track_test scored the last epoch already: same weights, same numbers
             last = {**log[-1]["test"], "checkpoint": str(run_dir / "last.pt"), "epoch": len(log), "source": "log.jsonl"}
-            (run_dir / METRICS_LAST).write_text(json.dumps(last, indent=2))
+            write_atomic(run_dir / METRICS_LAST, json.dumps(last, indent=2))
         else:
             evaluate_checkpoint(run_dir / "last.pt", out=run_dir / METRICS_LAST, progress=progress)
     if report and (not finished or not (run_dir / "report" / "report.md").exists()):

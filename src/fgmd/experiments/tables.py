@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from fgmd.runtime.files import make_folder, write_atomic
 from fgmd.tables import render_table
 
 
@@ -16,12 +18,12 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str], titles: dict[st
 
 def write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> Path:
     """``rows`` as CSV with a header of the machine-readable ``columns`` keys; ``None`` -> empty."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
-    return path
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+    return write_atomic(path, buffer.getvalue())
 
 
 def write_tables(
@@ -35,9 +37,9 @@ def write_tables(
     md_columns: Sequence[str] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``<stem>.md`` (title, table, notes) and ``<stem>.csv`` (every column) into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     text = [f"# {title}", "", markdown_table(rows, md_columns or columns, titles), ""]
     text += [f"- {note}" for note in notes]
     md = out_dir / f"{stem}.md"
-    md.write_text("\n".join(text).rstrip() + "\n")
+    write_atomic(md, "\n".join(text).rstrip() + "\n")
     return md, write_csv(out_dir / f"{stem}.csv", rows, columns)

@@ -43,7 +43,7 @@ from fgmd.data.preprocess import Preprocessor
 from fgmd.models.encoder import ModalityEncoder
 from fgmd.models.fdfsp import FDFSP
 from fgmd.retrieval.identity import weights_sha256
-from fgmd.runtime.files import new_file_mode
+from fgmd.runtime.files import make_folder, write_atomic
 
 from .precision import PRECISIONS, QuantizationOptions, convert_fp16, quantize_int8
 
@@ -114,16 +114,19 @@ def export_encoder(
         # the TorchScript exporter is chosen on purpose (module docs); its deprecation notices are noise here
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
-        torch.onnx.export(
-            wrapper,
-            (example,),
-            str(path),
-            dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
+        write_atomic(
+            path,
+            lambda file: torch.onnx.export(
+                wrapper,
+                (example,),
+                file,  # type: ignore[arg-type]  # the TorchScript exporter also writes to a binary file object
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+            ),
         )
     try:
         import onnx
@@ -215,7 +218,7 @@ def export_checkpoint(
     size = image_size or config.data.image_size
     resize = export_resize(config, size)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     exported = []
     for modality in modalities or model.modalities:
         if modality not in model.modalities:
@@ -265,14 +268,5 @@ def calibration_batches(
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> Path:
-    """``data`` as indented JSON at ``path``, written to a temp file and renamed over it."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(data, indent=1) + "\n")
-        os.chmod(temp, new_file_mode())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    """``data`` as indented JSON at ``path``, written atomically (``fgmd.runtime.files``)."""
+    return write_atomic(path, json.dumps(data, indent=1) + "\n")

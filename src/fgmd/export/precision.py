@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from fgmd.runtime.files import new_file_mode
+from fgmd.runtime.files import write_atomic
 
 __all__ = [
     "KEEP_FP32_GROUPS",
@@ -86,19 +86,8 @@ class QuantizationOptions:
 
 
 def _save(model, path: Path) -> Path:
-    """Write an ONNX ``ModelProto`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    import onnx
-
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save(model, temp)
-        os.chmod(temp, new_file_mode())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write an ONNX ``ModelProto`` (under 2 GB, no external data) to ``path`` atomically."""
+    return write_atomic(path, model.SerializeToString())
 
 
 def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

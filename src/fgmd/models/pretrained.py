@@ -88,10 +88,12 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         return dict(load_file(str(path)))
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a plain state dict"
+    except Exception:  # noqa: BLE001 - any unpickling failure means "not a plain state dict"
+        # torch's own message suggests weights_only=False, which would run code from the file
         raise PretrainedWeightsError(
-            f"{path} is not a readable weights file (torch.load(weights_only=True) failed: {error}); "
-            "save the weights with torch.save(model.state_dict(), path)"
+            f"{path} is not a trusted weights file: it is damaged, or holds Python objects besides tensors and "
+            "plain values (refused without running anything in it); save the weights with "
+            "torch.save(model.state_dict(), path)"
         ) from None
     return _unwrap(loaded, path)
 

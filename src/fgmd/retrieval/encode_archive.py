@@ -36,10 +36,16 @@ Appending
     With ``append`` the items whose ids are already in ``out`` are left out, the others are
     encoded (chunked as above) and added after the existing items. The existing index must
     have been made by the same encoder (identity check).
+
+One writer per output
+    The process that writes ``out`` (rank 0) holds ``<out>.lock`` (``fgmd.runtime.lock``) from
+    before the first chunk to after the merge; a second build of the same ``out`` is refused
+    at once, naming the process in the way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -59,7 +65,9 @@ from fgmd.data.io import SUPPORTED_EXTENSIONS, ImageReadError
 from fgmd.data.preprocess import Preprocessor, build_preprocessor
 from fgmd.models import load_run
 from fgmd.models.encoder import ModalityEncoder
+from fgmd.runtime import lock
 from fgmd.runtime.distributed import barrier, init_distributed
+from fgmd.runtime.files import remove_stale_temps, write_atomic
 from fgmd.runtime.hints import suggest
 
 from .identity import encoder_identity, identity_mismatches
@@ -320,6 +328,11 @@ def parts_dir(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
+def lock_file(out: Path) -> Path:
+    """The lock held by the process writing ``out`` (removed when it ends)."""
+    return out.with_name(out.name + ".lock")
+
+
 def skipped_file(out: Path) -> Path:
     return out.with_name(out.name + ".skipped.txt")
 
@@ -437,70 +450,73 @@ def build_index(
     if not out.parent.is_dir():
         raise ArchiveError(f"output folder does not exist: {out.parent}")
     context, torch_device = init_distributed(device)
+    # one writer per output: a second build of the same file is refused (rank 0 holds the lock)
+    with lock.hold(lock_file(out), f"index {out}") if context.is_main else contextlib.nullcontext():
+        if context.is_main:
+            remove_stale_temps(out.parent, out.name)  # of a killed run: nobody else writes this output
+        encoder, config, identity = load_encoder(checkpoint, modality, torch_device, overrides)
+        preprocess = build_preprocessor(config.data, modality)
 
-    encoder, config, identity = load_encoder(checkpoint, modality, torch_device, overrides)
-    preprocess = build_preprocessor(config.data, modality)
-
-    if split is not None:
-        source = split_source(config, split, modality)
-    else:
-        assert folder is not None  # checked above: a split or a folder
-        source = folder_source(folder, recursive)
-    existing: Index | None = None
-    already = 0
-    if append and out.exists():
-        existing = Index.load(out)
-        problems = identity_mismatches(existing.encoder, identity)
-        if problems:
-            raise ArchiveError(f"cannot append to {out}: it was made by another encoder ({'; '.join(problems)})")
-        if (existing.labels is not None) != (source.labels is not None) and len(existing):
-            raise ArchiveError(
-                f"cannot append to {out}: it {'has' if existing.labels is not None else 'has no'} labels "
-                f"but the new images ({source.description}) {'have none' if source.labels is None else 'do'}"
-            )
-        present = set(existing.ids.tolist())
-        new_positions = [p for p, item_id in enumerate(source.ids) if item_id not in present]
-        already = len(source) - len(new_positions)
-        source = source.subset(new_positions)
-
-    parts = parts_dir(out)
-    ranges = _chunk_ranges(len(source), chunk_size)
-    mine = list(range(context.rank, len(ranges), context.world_size))
-    result = BuildResult(out, 0, len(source), already)
-    if ranges:
-        parts.mkdir(exist_ok=True)
-    todo: list[tuple[int, dict]] = []
-    for number in mine:
-        start, stop = ranges[number]
-        info = _chunk_info(source, number, start, stop)
-        if _read_chunk(parts / CHUNK_PATTERN.format(number), identity, info, skip_unreadable) is not None:
-            result.chunks_reused += 1
+        if split is not None:
+            source = split_source(config, split, modality)
         else:
-            todo.append((number, info))
-    total = sum(ranges[n][1] - ranges[n][0] for n, _ in todo)
-    bar = tqdm(total=total, desc=f"index {modality}", unit="img", disable=not (progress and context.is_main))
-    for number, info in todo:
-        start, stop = ranges[number]
-        codes, kept, skipped = encode_source(
-            encoder,
-            preprocess,
-            source,
-            range(start, stop),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=torch_device,
-            skip_unreadable=skip_unreadable,
-            on_batch=bar.update,
-        )
-        _write_chunk(parts / CHUNK_PATTERN.format(number), identity, info, source, codes, kept, skipped)
-        result.chunks_encoded += 1
-    bar.close()
-    barrier(context)
-    if context.is_main:
-        _merge(out, parts, source, ranges, identity, existing, skip_unreadable, result)
-        if not keep_parts and parts.exists():
-            shutil.rmtree(parts)
-    barrier(context)
+            assert folder is not None  # checked above: a split or a folder
+            source = folder_source(folder, recursive)
+        existing: Index | None = None
+        already = 0
+        if append and out.exists():
+            existing = Index.load(out)
+            problems = identity_mismatches(existing.encoder, identity)
+            if problems:
+                raise ArchiveError(f"cannot append to {out}: it was made by another encoder ({'; '.join(problems)})")
+            if (existing.labels is not None) != (source.labels is not None) and len(existing):
+                raise ArchiveError(
+                    f"cannot append to {out}: it {'has' if existing.labels is not None else 'has no'} labels "
+                    f"but the new images ({source.description}) {'have none' if source.labels is None else 'do'}"
+                )
+            present = set(existing.ids.tolist())
+            new_positions = [p for p, item_id in enumerate(source.ids) if item_id not in present]
+            already = len(source) - len(new_positions)
+            source = source.subset(new_positions)
+
+        parts = parts_dir(out)
+        ranges = _chunk_ranges(len(source), chunk_size)
+        mine = list(range(context.rank, len(ranges), context.world_size))
+        result = BuildResult(out, 0, len(source), already)
+        if ranges:
+            parts.mkdir(exist_ok=True)
+        todo: list[tuple[int, dict]] = []
+        for number in mine:
+            start, stop = ranges[number]
+            info = _chunk_info(source, number, start, stop)
+            if _read_chunk(parts / CHUNK_PATTERN.format(number), identity, info, skip_unreadable) is not None:
+                result.chunks_reused += 1
+            else:
+                todo.append((number, info))
+        total = sum(ranges[n][1] - ranges[n][0] for n, _ in todo)
+        bar = tqdm(total=total, desc=f"index {modality}", unit="img", disable=not (progress and context.is_main))
+        for number, info in todo:
+            start, stop = ranges[number]
+            codes, kept, skipped = encode_source(
+                encoder,
+                preprocess,
+                source,
+                range(start, stop),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                device=torch_device,
+                skip_unreadable=skip_unreadable,
+                on_batch=bar.update,
+            )
+            _write_chunk(parts / CHUNK_PATTERN.format(number), identity, info, source, codes, kept, skipped)
+            result.chunks_encoded += 1
+        bar.close()
+        barrier(context)
+        if context.is_main:
+            _merge(out, parts, source, ranges, identity, existing, skip_unreadable, result)
+            if not keep_parts and parts.exists():
+                shutil.rmtree(parts)
+        barrier(context)
     return result
 
 
@@ -521,7 +537,10 @@ def _merge(
         info = _chunk_info(source, number, start, stop)
         found = _read_chunk(path, identity, info, skip_unreadable)
         if found is None:
-            raise ArchiveError(f"chunk {number} is missing or out of date in {parts} (did a process fail?)")
+            raise ArchiveError(
+                f"chunk {number} is missing or out of date in {parts}: the process that encoded it failed; "
+                "run the same command again to encode the missing chunks"
+            )
         chunk, chunk_skipped = found
         skipped_ids = {entry[0] for entry in chunk_skipped}
         expected = [i for i in source.ids[start:stop] if i not in skipped_ids]
@@ -557,7 +576,7 @@ def _merge(
     result.skipped = skipped
     listing = skipped_file(out)
     if skipped:
-        listing.write_text("".join(f"{path}\t{reason}\n" for _, path, reason in skipped), encoding="utf-8")
+        write_atomic(listing, "".join(f"{path}\t{reason}\n" for _, path, reason in skipped))
         result.skipped_file = listing
     elif listing.exists():
         listing.unlink()  # from an earlier run: those images are now indexed or gone

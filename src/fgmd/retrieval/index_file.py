@@ -40,13 +40,11 @@ fsyncs it and ``os.replace``-s it over the target, so readers never see a partia
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import hashlib
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,7 +53,7 @@ import numpy as np
 import torch
 
 from fgmd.codes import as_packed
-from fgmd.runtime.files import new_file_mode
+from fgmd.runtime.files import write_atomic
 
 from .ids import IdList
 from .ranking import Hits, TopK
@@ -404,7 +402,13 @@ class Index:
         meta_bytes = json.dumps(metadata, sort_keys=True, allow_nan=False).encode("utf-8")
         header = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(meta_bytes), hashlib.sha256(meta_bytes).digest())
         head_padding = bytes(_aligned(_PREFIX.size + len(meta_bytes)) - _PREFIX.size - len(meta_bytes))
-        _atomic_write(path, [header, meta_bytes, head_padding, *payload])
+        pieces = [header, meta_bytes, head_padding, *payload]
+
+        def write(file) -> None:
+            for piece in pieces:
+                file.write(piece)
+
+        write_atomic(path, write)
         return path
 
     @classmethod
@@ -432,7 +436,12 @@ class Index:
                 truncated or corrupted, or does not match the expectations.
         """
         path = Path(path)
-        with open(path, "rb") as file:
+        try:
+            file = open(path, "rb")
+        except OSError as error:
+            cause = "no such file" if isinstance(error, FileNotFoundError) else error.strerror or str(error)
+            raise IndexFileError(path, f"cannot open the index: {cause}") from None
+        with file:
             size = os.fstat(file.fileno()).st_size
             prefix = file.read(_PREFIX.size)
             if not prefix:
@@ -577,28 +586,3 @@ def _check_expectations(
         stored = metadata["encoder"].get(key)
         if stored != value:
             raise IndexFileError(path, f"encoder {key!r} is {stored!r} in the index but {value!r} was expected")
-
-
-def _atomic_write(path: Path, pieces: list[bytes | memoryview]) -> None:
-    """Write ``pieces`` to ``path`` via a temp file in the same directory, fsync, replace."""
-    directory = path.parent
-    mode = path.stat().st_mode & 0o777 if path.exists() else new_file_mode()
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            for piece in pieces:
-                file.write(piece)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp_name, mode)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    with contextlib.suppress(OSError):  # persist the rename; not possible on every platform
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

@@ -11,13 +11,13 @@ Two kinds live in a run directory:
 from __future__ import annotations
 
 import os
-import tempfile
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .files import new_file_mode
+from fgmd.runtime.files import make_folder, write_atomic
 
 FORMAT = "fgmd-checkpoint"
 VERSION = 1
@@ -35,20 +35,9 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
     file gets the mode of an ordinary new file (``0o644`` under umask 022).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would hide the run from the rest of a team
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -58,8 +47,16 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt files
-        raise CheckpointError(f"{path}: cannot be read as a checkpoint ({type(error).__name__}: {error})") from error
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except pickle.UnpicklingError:  # the weights-only unpickler met something else (torch suggests an unsafe load)
+        raise CheckpointError(
+            f"{path}: not a trusted fgmd checkpoint: it is not made of tensors and plain values only "
+            "(damaged, or it holds Python objects); refused without running anything in it"
+        ) from None
+    except Exception as error:  # torch raises several types for damaged files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: damaged or not a checkpoint ({first.split('. ')[0][:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an fgmd checkpoint (no '{FORMAT}' tag)")
     if payload.get("version") != VERSION:

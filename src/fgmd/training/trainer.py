@@ -19,8 +19,10 @@ effective batch is ``train.batch_size`` x world size. Only rank 0 logs and write
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -42,8 +44,10 @@ from fgmd.data.transforms import build_transforms
 from fgmd.data.validation import check_minable, prepare_training_data
 from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, model_from_config
-from fgmd.runtime.checkpoint import load_checkpoint, save_checkpoint
+from fgmd.runtime import lock
+from fgmd.runtime.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fgmd.runtime.distributed import barrier, init_distributed, merge_bank_updates
+from fgmd.runtime.files import append_line, make_folder, remove_stale_temps, write_atomic
 from fgmd.runtime.hints import suggest
 from fgmd.training.batches import (
     ResizedImages,
@@ -60,6 +64,10 @@ from fgmd.training.objective import FGMDObjective
 from fgmd.training.resume import RESUMABLE_CHANGES, inexact_resume_changes, resume_conflicts
 
 logger = logging.getLogger("fgmd.training")
+
+# The files whose presence makes a folder a run (besides any metrics*.json), and its lock file.
+RUN_FILES = ("best.pt", "config.yaml", "last.pt", "log.jsonl")
+LOCK_FILE = ".fgmd.lock"
 
 # Steps between two progress-bar loss updates (each one reads the loss back from the device).
 PROGRESS_EVERY = 10
@@ -302,21 +310,29 @@ class Trainer:
             self.best_score = self.best_metrics["mean"][self.config.eval.select_on]
 
     # ------------------------------------------------------------------ loop
-    def fit(self, resume: bool = False) -> FitResult:
-        """Train for ``train.epochs`` epochs (continuing from ``last.pt`` when ``resume``)."""
+    def fit(self, resume: bool = False, overwrite: bool = False) -> FitResult:
+        """Train for ``train.epochs`` epochs (continuing from ``last.pt`` when ``resume``).
+
+        The run folder is locked for the whole call (see :func:`run_lock`); a folder that
+        already holds run files is refused unless ``resume`` or ``overwrite`` (which deletes
+        those files first).
+        """
+        main = self.context.is_main
+        with run_lock(self.run_dir) if main else contextlib.nullcontext():
+            if main:
+                check_run_folder(self.run_dir, resume, overwrite)
+                remove_stale_temps(self.run_dir)  # of a killed run: nobody else writes here
+            barrier(self.context)
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> FitResult:
         main = self.context.is_main
         last_path = self.run_dir / "last.pt"
         if resume:
             self.load_state(load_checkpoint(last_path))
-        elif last_path.exists():
-            raise suggest(
-                FileExistsError(f"{self.run_dir} already holds a run (last.pt); resume it or choose another out_dir"),
-                "resume",
-            )
         log_path = self.run_dir / "log.jsonl"
         if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            write_atomic(self.run_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
             _truncate_log(log_path, self.start_epoch)
         barrier(self.context)
 
@@ -359,8 +375,7 @@ class Trainer:
             if self.config.train.track_test and evaluate_now:
                 record["test"] = self.evaluate_test()  # logged only; never used for selection
             if main:
-                with log_path.open("a") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                append_line(log_path, json.dumps(record))
                 save_checkpoint(last_path, self.state(epoch + 1))
             barrier(self.context)
         return FitResult(self.run_dir, self.best_epoch, self.best_metrics, epochs - 1)
@@ -581,9 +596,86 @@ def evaluation_line(
     return f"epoch {epoch + 1}/{epochs}: validation {key} {metrics['mean'][key]:.4f} ({directions}); {best_text}{eta}"
 
 
-def fit(config: Config, resume: bool = False, progress: bool = True) -> FitResult:
-    """Train FG-MD as configured; the run directory is ``config.out_dir``."""
-    return Trainer(config, progress=progress).fit(resume=resume)
+def fit(config: Config, resume: bool = False, progress: bool = True, overwrite: bool = False) -> FitResult:
+    """Train FG-MD as configured; the run directory is ``config.out_dir``.
+
+    The folder is locked and checked (see :meth:`Trainer.fit`) before the data is prepared,
+    so a refused run fails at once.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 locks and checks the folder
+        return Trainer(config, progress=progress).fit(resume=resume, overwrite=overwrite)
+    run_dir = Path(config.out_dir)
+    created = not run_dir.exists()
+    try:
+        with run_lock(run_dir):
+            if not overwrite:  # refuse before the slow data preparation; overwrite deletes only once training starts
+                check_run_folder(run_dir, resume, overwrite=False)
+            return Trainer(config, progress=progress).fit(resume=resume, overwrite=overwrite)
+    finally:
+        if created:  # a run that failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+
+
+class RunExistsError(FileExistsError):
+    """The run folder already holds a run and the caller neither resumes nor overwrites it."""
+
+
+def run_files(run_dir: Path) -> list[str]:
+    """Names of the files in ``run_dir`` that make it a run (sorted; empty for a new folder)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in run_dir.iterdir()
+        if p.name in RUN_FILES or (p.name.startswith("metrics") and p.suffix == ".json")
+    )
+
+
+def never_trained(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds run files but no finished epoch: only ``config.yaml`` and an
+    empty ``log.jsonl`` (a run stopped during its first epoch). Callers that own the folder
+    (demo, experiments) start such a run again with ``overwrite=True``."""
+    present = run_files(run_dir)
+    log = run_dir / "log.jsonl"
+    return (
+        bool(present)
+        and set(present) <= {"config.yaml", "log.jsonl"}
+        and (not log.exists() or not log.read_text().strip())
+    )
+
+
+def run_lock(run_dir: Path):
+    """Context manager holding the lock of run folder ``run_dir`` (created if missing)."""
+    make_folder(run_dir)
+    return lock.hold(run_dir / LOCK_FILE, f"run folder {run_dir}")
+
+
+def check_run_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a run in a folder holding one; ``overwrite`` deletes its run files.
+
+    Raises:
+        CheckpointError: ``resume`` but there is no ``last.pt`` to resume from.
+        RunExistsError: run files are present and neither ``resume`` nor ``overwrite``.
+    """
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    present = run_files(run_dir)
+    if resume:
+        if "last.pt" not in present:
+            held = f" (it holds {', '.join(present)})" if present else ""
+            raise CheckpointError(f"cannot resume: {run_dir} holds no last.pt{held}")
+        return
+    if present and not overwrite:
+        raise suggest(
+            RunExistsError(
+                f"{run_dir} already holds a run ({', '.join(present)}); resume it, overwrite it or choose another out_dir"
+            ),
+            "resume",
+            "overwrite",
+        )
+    for name in present:
+        (run_dir / name).unlink()
 
 
 def _truncate_log(path: Path, epochs_done: int) -> None:
@@ -598,4 +690,4 @@ def _truncate_log(path: Path, epochs_done: int) -> None:
             continue
         if record["epoch"] < epochs_done:
             kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept))
+    write_atomic(path, "".join(line + "\n" for line in kept))

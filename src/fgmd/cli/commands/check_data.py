@@ -41,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
     report = check_data(config, decode=not args.no_decode, progress=not args.quiet)
     print(render_report(report))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report.to_dict(), handle, indent=2)
+        from fgmd.runtime.files import write_atomic
+
+        write_atomic(args.json, json.dumps(report.to_dict(), indent=2))
     return 0 if report.ok else EXIT_ERRORS
 
 

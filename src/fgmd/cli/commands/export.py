@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fgmd.cli.common import add_overrides
+from fgmd.cli.common import add_overrides, at_least
 
 NAME = "export"
 HELP = "export the encoders to ONNX (one file per branch + JSON sidecar); --check compares with PyTorch"
@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="export format (default onnx)")
     parser.add_argument("--out", required=True, help="folder for <modality>.onnx and <modality>.json")
     parser.add_argument(
-        "--image-size", type=int, help="input side in pixels (default: the checkpoint's data.image_size)"
+        "--image-size", type=at_least(1), help="input side in pixels (default: the checkpoint's data.image_size)"
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--modality", action="append", help="export only this branch (repeatable; default all)")
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--check-folder", help="compare on this folder of images instead (implies --check)")
     check.add_argument("--check-modality", help="modality of the --check-folder images")
     check.add_argument("--recursive", action="store_true", help="with --check-folder: include subfolders")
-    check.add_argument("--check-limit", type=int, help="use at most this many images per set")
+    check.add_argument("--check-limit", type=at_least(1), help="use at most this many images per set")
     check.add_argument(
         "--budget",
         type=float,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from fgmd.cli.common import at_least
+
 NAME = "generate-demo-data"
 HELP = "write the procedural MS/PAN demo dataset (folder layout)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder to create")
-    parser.add_argument("--per-class", type=int, default=120, help="pairs per class (default 120)")
+    parser.add_argument("--per-class", type=at_least(1), default=120, help="pairs per class (default 120)")
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fgmd.cli.common import add_overrides, add_quiet
+from fgmd.cli.common import add_overrides, add_quiet, at_least
 
 NAME = "index"
 HELP = "encode a split or a folder of images of one modality into an index file"
@@ -19,10 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--folder", help="a folder of image files (ids = relative paths without extension)")
     parser.add_argument("--recursive", action="store_true", help="with --folder: include subfolders")
     parser.add_argument("--out", help="index file to write, e.g. archive.fgidx (required to build)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    parser.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
+    parser.add_argument("--batch-size", type=at_least(1), default=64, help="images per forward pass (default 64)")
+    parser.add_argument("--workers", type=at_least(0), default=2, help="image decoding processes (default 2)")
     parser.add_argument(
-        "--chunk-size", type=int, default=10_000, help="images per resumable chunk in <out>.parts/ (default 10000)"
+        "--chunk-size",
+        type=at_least(1),
+        default=10_000,
+        help="images per resumable chunk in <out>.parts/ (default 10000)",
     )
     parser.add_argument("--append", action="store_true", help="add the images whose ids are not yet in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fgmd.cli.common import add_overrides, add_quiet
+from fgmd.cli.common import add_overrides, add_quiet, at_least
 
 NAME = "report"
 HELP = "write the visual report of a run (report.html, report.md, PNG figures, curve CSVs) from its best.pt"
@@ -14,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", nargs="?", help="run folder (best.pt, log.jsonl, ...)")
     parser.add_argument("--checkpoint", help="model to report on (default RUN_DIR/best.pt)")
     parser.add_argument("--out", help="output folder (default RUN_DIR/report; with --compare: compare/ here)")
-    parser.add_argument("--queries", type=int, help="queries per retrieval grid (default: one per class)")
-    parser.add_argument("--top-k", type=int, default=10, help="results shown per query (default 10)")
+    parser.add_argument("--queries", type=at_least(1), help="queries per retrieval grid (default: one per class)")
+    parser.add_argument("--top-k", type=at_least(1), default=10, help="results shown per query (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="picks the grid queries (default 0)")
     parser.add_argument(
         "--compare",

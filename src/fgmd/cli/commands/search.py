@@ -7,10 +7,10 @@ import csv
 import io
 import json
 import sys
-from pathlib import Path
 from typing import cast
 
-from fgmd.cli.common import add_overrides
+from fgmd.cli.common import add_overrides, at_least
+from fgmd.runtime.files import write_atomic
 
 NAME = "search"
 HELP = "search an index (made by `fgmd index`) with query images of the other modality"
@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="query image files")
     parser.add_argument("--split", help="query with this split of the checkpoint's dataset instead, e.g. query")
     howmany = parser.add_mutually_exclusive_group()
-    howmany.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
-    howmany.add_argument("--radius", type=int, help="every item within this Hamming distance instead of top-k")
+    howmany.add_argument("-k", type=at_least(1), default=10, help="neighbours per query (default 10)")
+    howmany.add_argument("--radius", type=at_least(0), help="every item within this Hamming distance instead of top-k")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     parser.add_argument("--out", help="write the results to this file instead of stdout")
     parser.add_argument(
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --approximate: clusters scanned per query instead of calibrating (the calibration is "
         "optimistic for cross-modal queries; see docs/DEPLOYMENT.md)",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=at_least(1), default=64)
     parser.add_argument("--device", default="cpu", help="device for encoding the queries (default cpu)")
     add_overrides(parser)
 
@@ -109,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
     from fgmd.retrieval.encode_archive import ArchiveError
     from fgmd.retrieval.image_search import search_images
 
-    if bool(args.images) == bool(args.split):
+    if not args.images and not args.split:
+        raise ArchiveError("no queries: give query IMAGE files or --split")
+    if args.images and args.split:
         raise ArchiveError("give query IMAGE files or --split, not both")
     index = Index.load(args.index)
     backend = "ivf" if args.approximate else args.backend
@@ -157,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"approximate search: nprobe {engine.nprobe} of {engine.nlist} clusters, {calibration}", file=sys.stderr)
     text = render(results, args.format, meta, index)
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        write_atomic(args.out, text)
         print(f"{len(results)} queries, {sum(len(r.ids) for r in results)} results written to {args.out}")
     else:
         sys.stdout.write(text)

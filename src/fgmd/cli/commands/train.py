@@ -13,7 +13,13 @@ HELP = "train FG-MD from a config"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config file (defaults apply to missing keys)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in out_dir from its last.pt")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue the run in out_dir from its last.pt")
+    start.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run files already in out_dir (checkpoints, log, config, metrics) and start again",
+    )
     add_quiet(parser)
     add_overrides(parser)
 
@@ -23,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from fgmd.training.trainer import fit
 
     config = load_config(args.config, args.overrides)
-    result = fit(config, resume=args.resume, progress=not args.quiet)
+    result = fit(config, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     mean = result.best_metrics.get("mean", {})

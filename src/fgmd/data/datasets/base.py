@@ -416,6 +416,7 @@ class ClassTable:
                 )
                 ok = False
                 continue
+            self.first_seen.setdefault(label, where)
             if names is None:
                 continue
             name = names[i]
@@ -424,7 +425,6 @@ class ClassTable:
                 origin = "data.class_names" if self.pinned else f"before ({self.first_seen.get(label, '?')})"
                 issues.error(where, f"label {label} is named {name!r} here but {known!r} in {origin}")
                 ok = False
-            self.first_seen.setdefault(label, where)
         return ok
 
     def class_names(self, labels_seen: set[int], source: str, issues: IssueLog) -> list[str]:
@@ -433,19 +433,15 @@ class ClassTable:
         if not labels_seen:
             return []
         count = max(labels_seen) + 1
-        names = []
-        for label in range(count):
-            if label not in self.names:
-                if label not in labels_seen:
-                    issues.error(
-                        source,
-                        f"no row has class {label} (labels must be 0..{count - 1}; "
-                        "or name every class in data.class_names)",
-                    )
-                names.append(f"class_{label}")
-            else:
-                names.append(self.names[label])
-        return names
+        unused = [label for label in range(count) if label not in labels_seen]
+        if unused:  # one error, at the row of the largest label (often a single typo such as 99)
+            shown = ", ".join(map(str, unused[:5])) + (f", ... ({len(unused)} in all)" if len(unused) > 5 else "")
+            issues.error(
+                self.first_seen.get(count - 1, source),
+                f"label {count - 1} implies {count} classes, but no row has class {shown}; labels must be "
+                "0..C-1 with every class used, or data.class_names must name every class",
+            )
+        return [self.names.get(label, f"class_{label}") for label in range(count)]
 
 
 class ModalityImages(Dataset):

@@ -34,6 +34,7 @@ and ``database`` hold single-modality items too (``CrossModalDataset.records`` v
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from fgmd.config import ConfigError, DataConfig
 from fgmd.data.datasets.base import DatasetNotFoundError, FormatDataset, numbered_fields
 from fgmd.data.issues import DataCheckError, IssueLog
 from fgmd.data.records import Record
+from fgmd.runtime.files import make_folder, write_atomic
 
 BASIC_CLASSES = ("cargo", "sailing", "passenger", "medium-other", "tug", "small")
 MODALITIES = ("visible", "ir")
@@ -166,7 +168,7 @@ def prepare_vais(
             f"{len(shared)} ship(s) (unique_id) appear in both the official "
             f"train and test split, e.g. {', '.join(shared[:5])}",
         )
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
 
     def rel(path: Path) -> str:
         return Path(os.path.relpath(path.resolve(), out.resolve())).as_posix()
@@ -177,10 +179,11 @@ def prepare_vais(
     files: dict[str, int] = {}
 
     def write(name: str, header: Sequence[str], rows: list[list[str]]) -> None:
-        with (out / name).open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        writer.writerow(header)
+        writer.writerows(rows)
+        write_atomic(out / name, buffer.getvalue())
         files[name] = len(rows)
 
     pairs = [o for o in train if all(m in o.paths for m in MODALITIES)]
@@ -192,7 +195,7 @@ def prepare_vais(
             rows = [[o.id, rel(o.paths[modality]), *meta(o)] for o in members if modality in o.paths]
             write(f"{role}_{modality}.csv", SINGLE_COLUMNS, rows)
     fine = sorted({o.fine for o in objects})
-    (out / FINE_CLASSES_FILE).write_text("".join(f"{name}\n" for name in fine), encoding="utf-8")
+    write_atomic(out / FINE_CLASSES_FILE, "".join(f"{name}\n" for name in fine))
     files[FINE_CLASSES_FILE] = len(fine)
     return PreparedVAIS(out, files, issues)
 
