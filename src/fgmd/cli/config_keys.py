@@ -37,6 +37,7 @@ KEYS: dict[str, str] = {
     "data.cache_images": "keep decoded evaluation images in memory between evaluations",
     "data.class_names": "names of the classes; pins their number and order (labels may then be given by name)",
     "data.scaling_sample": "training images read to compute percentile scaling",
+    "data.confine_to_root": "refuse image paths that lead outside data.root (default: a warning)",
     "data.mrssid.image_dir": "MRSSID: folder of the images under data.root",
     "data.mrssid.prefixes": "MRSSID: file-name prefix of each modality (FC_ is the panchromatic side)",
     "data.mrssid.suffix": "MRSSID: file-name suffix of the images",

@@ -27,6 +27,7 @@ from their CSVs and writes ``compare.html`` and ``compare.csv``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -335,20 +336,20 @@ def write_curves(
     chance), ``precision_at_k.csv`` (direction, k, precision, recall, chance) and
     ``per_class_ap.csv`` (direction, class, ap, queries)."""
     for name, curves, column in (("pr_curves.csv", pr, "radius"), ("precision_at_k.csv", pk, "k")):
-        with (out / name).open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["direction", column, "precision", "recall", "chance"])
-            for direction, (x, precision, recall) in curves.items():
-                for row in zip(x, precision, recall):
-                    writer.writerow(
-                        [direction, int(row[0]), f"{row[1]:.6f}", f"{row[2]:.6f}", f"{chance[direction]:.6f}"]
-                    )
-    with (out / "per_class_ap.csv").open("w", newline="") as handle:
+        handle = io.StringIO(newline="")
         writer = csv.writer(handle)
-        writer.writerow(["direction", "class", "ap", "queries"])
-        for direction, classes in class_ap.items():
-            for name, values in classes.items():
-                writer.writerow([direction, name, f"{values['ap']:.6f}", values["queries"]])
+        writer.writerow(["direction", column, "precision", "recall", "chance"])
+        for direction, (x, precision, recall) in curves.items():
+            for row in zip(x, precision, recall):
+                writer.writerow([direction, int(row[0]), f"{row[1]:.6f}", f"{row[2]:.6f}", f"{chance[direction]:.6f}"])
+        write_atomic(out / name, handle.getvalue())
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow(["direction", "class", "ap", "queries"])
+    for direction, classes in class_ap.items():
+        for name, values in classes.items():
+            writer.writerow([direction, name, f"{values['ap']:.6f}", values["queries"]])
+    write_atomic(out / "per_class_ap.csv", handle.getvalue())
 
 
 def read_curves(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], dict[str, float]]:
@@ -421,10 +422,11 @@ def compare_runs(
         ),
     }
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    with (out / "compare.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "compare.csv", table.getvalue())
     path = out / "compare.html"
     write_atomic(path, report_html.render_comparison(rows, columns, figures, chance))
     return path

@@ -44,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "template":
         text = template(args.format)
         if args.out:
+            from fgmd.runtime.files import write_atomic
+
             out = Path(args.out)
             if out.exists():
                 raise FileExistsError(f"{out} exists; choose another file name")
-            out.write_text(text, encoding="utf-8")
+            write_atomic(out, text)
             print(f"wrote {out}: edit data.root and what else you need, then fgmd train --config {out}")
         else:
             sys.stdout.write(text)
