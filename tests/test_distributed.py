@@ -51,7 +51,7 @@ def two_process_run(tiny_dataset, tmp_path_factory):
 def test_two_process_training_completes_and_checkpoints_load_in_one_process(two_process_run):
     run, _ = two_process_run
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [0, 1]
+    assert [r["epoch"] for r in log] == [1, 2]
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["epoch"] == 2
     assert not any(key.startswith("module.") for key in state["model"])  # the unwrapped model was saved

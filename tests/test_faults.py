@@ -429,7 +429,7 @@ def test_overwrite_replaces_a_run_and_resume_continues_it(setup, capsys):
     code, _, err = cli(capsys, *setup.train(run, "--resume", **{"train.epochs": 2}))
     assert code == 0, err
     assert load_checkpoint(run / "last.pt")["epoch"] == 2
-    assert [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()] == [0, 1]
+    assert [json.loads(line)["epoch"] for line in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
 
 
 # --------------------------------------------------------------------------- full disk

@@ -70,7 +70,7 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(micro_dataset, tmp_
     for name in ("config.yaml", "log.jsonl", "last.pt", "best.pt"):
         assert (run / name).is_file()
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == list(range(60))
+    assert [r["epoch"] for r in log] == list(range(1, 61))  # counted from 1, as on screen
     for term in ("classification", "quantization", "triplet", "damd", "damd_weighted", "total"):
         assert term in log[0]
     assert log[-1]["classification"] < log[0]["classification"] - 1.0
@@ -153,7 +153,7 @@ def test_best_checkpoint_is_the_epoch_with_the_best_validation_select_on_metric(
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     scores = [r["val"]["mean"][select_on] for r in log]
     assert all("map_tie" in r["val"]["mean"] and "map" in r["val"]["mean"] for r in log)
-    assert result.best_epoch == scores.index(max(scores))  # the first epoch among equals
+    assert result.best_epoch == scores.index(max(scores)) + 1  # the first among equals; epochs from 1
     assert load_checkpoint(result.run_dir / "best.pt")["epoch"] == result.best_epoch
 
 
@@ -168,10 +168,10 @@ def test_one_line_per_evaluation_counts_epochs_from_one(tiny_config, capsys):
     from fgmd.training.trainer import evaluation_line
 
     metrics = {"mean": {"map_tie": 0.5}, "directions": {"ms->pan": {"map_tie": 0.4}, "pan->ms": {"map_tie": 0.6}}}
-    assert evaluation_line(3, 10, metrics, "map_tie", 0.5, 3, True, 125.0) == (
+    assert evaluation_line(4, 10, metrics, "map_tie", 0.5, 4, True, 125.0) == (
         "epoch 4/10: validation map_tie 0.5000 (ms->pan 0.4000, pan->ms 0.6000); new best, ETA 2m05s"
     )
-    assert evaluation_line(9, 10, metrics, "map_tie", 0.7, 1, False, 0.0) == (
+    assert evaluation_line(10, 10, metrics, "map_tie", 0.7, 2, False, 0.0) == (
         "epoch 10/10: validation map_tie 0.5000 (ms->pan 0.4000, pan->ms 0.6000); best 0.7000 at epoch 2"
     )
     fit(tiny_config(**{"train.epochs": 2, "train.eval_every": 1}), progress=True)

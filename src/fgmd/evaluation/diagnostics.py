@@ -57,6 +57,7 @@ from fgmd.models.fgmd import FGMD
 from fgmd.runtime.checkpoint import load_checkpoint
 from fgmd.runtime.device import resolve_device
 from fgmd.runtime.files import write_atomic
+from fgmd.runtime.run_log import read_log
 from fgmd.training.damd import DAMD, SEMANTIC_LEVELS, SPATIAL_LEVELS
 
 __all__ = [
@@ -550,13 +551,6 @@ def diagnose_model(
     return result
 
 
-def _read_log(run_dir: Path) -> list[dict]:
-    path = run_dir / "log.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _damd_of(checkpoint: Path, state: dict, config: Config, level_channels: tuple[int, ...]) -> tuple[DAMD | None, str]:
     """The run's DAMD attention modules: from ``checkpoint`` when it holds the objective
     (``last.pt``), else from ``last.pt`` beside it; with a note saying which."""
@@ -650,7 +644,7 @@ def diagnose_checkpoint(
     masks = read_masks(data, [raw[modalities[0]].ids[i] for i in picked])
     damd, damd_note = _damd_of(checkpoint, state, config, loaded.level_channels)
     diagnostics = diagnose_model(
-        model, prepared, masks=masks, damd=damd, log=_read_log(checkpoint.parent), batch_size=config.eval.batch_size
+        model, prepared, masks=masks, damd=damd, log=read_log(checkpoint.parent), batch_size=config.eval.batch_size
     )
     diagnostics.notes.append(
         f"{checkpoint} on {len(picked)} pairs of split '{data.query_split}' (one per class in turn), "

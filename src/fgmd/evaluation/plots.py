@@ -195,7 +195,7 @@ def plot_training_curves(
     grid = figure.add_gridspec(term_rows + 1, columns, height_ratios=[1] * term_rows + [1.25])
     from matplotlib.ticker import MaxNLocator
 
-    epochs = np.array([r["epoch"] + 1 for r in log])
+    epochs = np.array([r["epoch"] for r in log])
     for index, term in enumerate(terms):
         axis = figure.add_subplot(grid[index // columns, index % columns])
         axis.plot(
@@ -213,7 +213,7 @@ def plot_training_curves(
         ("val", "o", "C3", "validation"),
         ("test", "s", "C4", "test (logged only, never used to select)"),
     ):
-        points = [(r["epoch"] + 1, r[key]) for r in log if key in r]
+        points = [(r["epoch"], r[key]) for r in log if key in r]
         if not points:
             continue
         x = [p[0] for p in points]

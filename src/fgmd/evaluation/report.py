@@ -50,6 +50,7 @@ from fgmd.evaluation.metrics import (
 from fgmd.models import load_run
 from fgmd.runtime.device import resolve_device
 from fgmd.runtime.files import make_folder, write_atomic
+from fgmd.runtime.run_log import read_log
 from fgmd.tables import render_table
 
 REPORT_DIR = "report"
@@ -112,11 +113,11 @@ def _selection_views(
             if selected_on == "validation"
             else "best.pt (no validation split: last epoch)"
         )
-        views.append({"view": label, "epoch": state.get("epoch", -1) + 1, "metrics": checkpoint_metrics})
+        views.append({"view": label, "epoch": state.get("epoch"), "metrics": checkpoint_metrics})
     else:
         views.append({"view": f"this checkpoint ({checkpoint.name})", "epoch": None, "metrics": checkpoint_metrics})
     last_path = run_dir / "metrics_last.json"
-    last_log = [r for r in log if "test" in r and r["epoch"] + 1 == len(log)]
+    last_log = [r for r in log if "test" in r and r["epoch"] == len(log)]
     if last_path.exists():
         views.append(
             {"view": "last epoch (last.pt)", "epoch": len(log) or None, "metrics": json.loads(last_path.read_text())}
@@ -138,7 +139,7 @@ def _selection_views(
         views.append(
             {
                 "view": "best on test — optimistic, as the published FSISR/FG-MD scripts select",
-                "epoch": best["epoch"] + 1,
+                "epoch": best["epoch"],
                 "metrics": best["test"],
             }
         )
@@ -269,9 +270,8 @@ def generate_report(
         name = f"retrieval_{a}_to_{b}.png"
         grids[direction] = plots.plot_retrieval_grid(out / name, direction, rows, "; ".join(notes))
 
-    log_path = run_dir / "log.jsonl"
-    log = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()] if log_path.exists() else []
-    selected_epoch = state.get("epoch", -1) + 1 if checkpoint.name == "best.pt" else None
+    log = read_log(run_dir)
+    selected_epoch = state.get("epoch") if checkpoint.name == "best.pt" else None
     if log:
         figures["curves"] = plots.plot_training_curves(out / "training_curves.png", log, selected_epoch, directions)
     figures["pca"] = plots.plot_code_projection(
@@ -442,7 +442,7 @@ def _markdown(
     lines = [
         f"# FG-MD run report: `{run_dir}`",
         "",
-        f"- checkpoint: `{checkpoint}` (epoch {state.get('epoch', -1) + 1 if checkpoint.name == 'best.pt' else state.get('epoch')}, "
+        f"- checkpoint: `{checkpoint}` (epoch {state.get('epoch')}, "
         f"selected on {state.get('selected_on', 'last')})",
         f"- data: {config.data.format} at `{config.data.root}`; modalities {' ↔ '.join(config.data.modalities)}; "
         f"queries from split `{config.data.query_split}`, database `{config.data.database_split}`",

@@ -22,6 +22,7 @@ import yaml
 
 from fgmd.config import Config, ConfigError
 from fgmd.runtime.files import write_atomic
+from fgmd.runtime.run_log import read_log
 from fgmd.training.resume import resume_conflicts
 
 METRICS = "metrics.json"
@@ -44,14 +45,6 @@ class RunSummary:
     best_on_test: dict | None = None
     validation_map: float | None = None
     extra: dict = field(default_factory=dict)
-
-
-def read_log(run_dir: str | Path) -> list[dict]:
-    """The per-epoch records of ``log.jsonl`` (empty when there is none)."""
-    path = Path(run_dir) / "log.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def check_run_config(run_dir: Path, config: Config) -> None:
@@ -119,7 +112,7 @@ def summarise_run(run_dir: str | Path) -> RunSummary:
     log = read_log(run_dir)
     selected_metrics = json.loads((run_dir / METRICS).read_text())
     selected_epoch = selected_metrics.get("epoch")
-    selected = _view(selected_metrics, None if selected_epoch is None else selected_epoch + 1)
+    selected = _view(selected_metrics, selected_epoch)
     last = None
     if (run_dir / METRICS_LAST).exists():
         last = _view(json.loads((run_dir / METRICS_LAST).read_text()), len(log) or None)
@@ -127,8 +120,8 @@ def summarise_run(run_dir: str | Path) -> RunSummary:
     tested = [r for r in log if "test" in r]
     if tested:
         best = max(tested, key=lambda r: r["test"]["mean_map"])  # first epoch among equals
-        best_on_test = _view(best["test"], best["epoch"] + 1)
-    validation = [r["val"]["mean_map"] for r in log if "val" in r and r["epoch"] + 1 == selected["epoch"]]
+        best_on_test = _view(best["test"], best["epoch"])
+    validation = [r["val"]["mean_map"] for r in log if "val" in r and r["epoch"] == selected["epoch"]]
     return RunSummary(
         run_dir=run_dir,
         directions=list(selected_metrics["directions"]),

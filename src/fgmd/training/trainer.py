@@ -49,6 +49,7 @@ from fgmd.runtime.checkpoint import CheckpointError, load_checkpoint, save_check
 from fgmd.runtime.distributed import barrier, init_distributed, merge_bank_updates
 from fgmd.runtime.files import append_line, make_folder, remove_stale_temps, write_atomic
 from fgmd.runtime.hints import suggest
+from fgmd.runtime.run_log import LOG_FILE, keep_epochs
 from fgmd.training.batches import (
     ResizedImages,
     TripletBatch,
@@ -179,9 +180,9 @@ class FitResult:
     """What :func:`fit` leaves behind."""
 
     run_dir: Path
-    best_epoch: int
+    best_epoch: int  # the epoch best.pt was saved after, counted from 1 (as everywhere)
     best_metrics: dict
-    last_epoch: int
+    last_epoch: int  # = train.epochs
 
 
 class Trainer:
@@ -251,7 +252,7 @@ class Trainer:
         }
         self.start_epoch = 0
         self.best_score = float("-inf")
-        self.best_epoch = -1
+        self.best_epoch = 0  # none yet; epochs count from 1 (fgmd.runtime.run_log)
         self.best_metrics: dict = {}
 
     # ------------------------------------------------------------------ state
@@ -330,10 +331,10 @@ class Trainer:
         last_path = self.run_dir / "last.pt"
         if resume:
             self.load_state(load_checkpoint(last_path))
-        log_path = self.run_dir / "log.jsonl"
+        log_path = self.run_dir / LOG_FILE
         if main:
             write_atomic(self.run_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-            _truncate_log(log_path, self.start_epoch)
+            keep_epochs(self.run_dir, self.start_epoch)
         barrier(self.context)
 
         epochs = self.config.train.epochs
@@ -350,15 +351,15 @@ class Trainer:
                 score = metrics["mean"][self.config.eval.select_on]
                 improved = score > self.best_score
                 if improved:
-                    self.best_score, self.best_epoch, self.best_metrics = score, epoch, metrics
+                    self.best_score, self.best_epoch, self.best_metrics = score, epoch + 1, metrics
                     if main:
-                        self.save_best(epoch, metrics, "validation")
+                        self.save_best(epoch + 1, metrics, "validation")
                 if self.progress:
                     done = epoch + 1 - self.start_epoch
                     remaining = (time.perf_counter() - started) / done * (epochs - epoch - 1)
                     tqdm.write(
                         evaluation_line(
-                            epoch,
+                            epoch + 1,
                             epochs,
                             metrics,
                             self.config.eval.select_on,
@@ -369,19 +370,20 @@ class Trainer:
                         )
                     )
             elif self.val_set is None:
-                self.best_epoch, self.best_metrics = epoch, {}
+                self.best_epoch, self.best_metrics = epoch + 1, {}
                 if main:
-                    self.save_best(epoch, {}, "last")
+                    self.save_best(epoch + 1, {}, "last")
             if self.config.train.track_test and evaluate_now:
                 record["test"] = self.evaluate_test()  # logged only; never used for selection
             if main:
                 append_line(log_path, json.dumps(record))
                 save_checkpoint(last_path, self.state(epoch + 1))
             barrier(self.context)
-        return FitResult(self.run_dir, self.best_epoch, self.best_metrics, epochs - 1)
+        return FitResult(self.run_dir, self.best_epoch, self.best_metrics, epochs)
 
     def save_best(self, epoch: int, metrics: dict, selected_on: str) -> None:
-        """Write ``best.pt``: the model for retrieval, with its config and selection metrics."""
+        """Write ``best.pt`` after epoch ``epoch`` (counted from 1): the model for retrieval, with
+        its config and selection metrics."""
         save_checkpoint(
             self.run_dir / "best.pt",
             {
@@ -477,7 +479,7 @@ class Trainer:
         totals = sums.cpu().tolist()
         total_seen = totals[-1]
         record = {
-            "epoch": epoch,
+            "epoch": epoch + 1,  # counted from 1, as on the progress bar (fgmd.runtime.run_log)
             "lr": lr,
             "time_s": round(elapsed, 3),
             "mining_s": round(mining_s, 3),
@@ -588,12 +590,13 @@ def evaluation_line(
     improved: bool,
     remaining_s: float,
 ) -> str:
-    """The line printed after each validation (``key``: the selection metric, e.g. ``map_tie``):
-    epochs counted from 1, as on the progress bars."""
+    """The line printed after each validation of epoch ``epoch`` of ``epochs`` (``key``: the
+    selection metric, e.g. ``map_tie``; ``best_epoch``: the epoch of ``best``). Epochs count
+    from 1 here as everywhere (progress bars, ``log.jsonl``, checkpoints)."""
     directions = ", ".join(f"{name} {values[key]:.4f}" for name, values in metrics["directions"].items())
-    best_text = "new best" if improved else f"best {best:.4f} at epoch {best_epoch + 1}"
-    eta = f", ETA {int(remaining_s // 60)}m{int(remaining_s % 60):02d}s" if epoch + 1 < epochs else ""
-    return f"epoch {epoch + 1}/{epochs}: validation {key} {metrics['mean'][key]:.4f} ({directions}); {best_text}{eta}"
+    best_text = "new best" if improved else f"best {best:.4f} at epoch {best_epoch}"
+    eta = f", ETA {int(remaining_s // 60)}m{int(remaining_s % 60):02d}s" if epoch < epochs else ""
+    return f"epoch {epoch}/{epochs}: validation {key} {metrics['mean'][key]:.4f} ({directions}); {best_text}{eta}"
 
 
 def fit(config: Config, resume: bool = False, progress: bool = True, overwrite: bool = False) -> FitResult:
@@ -676,18 +679,3 @@ def check_run_folder(run_dir: Path, resume: bool, overwrite: bool) -> None:
         )
     for name in present:
         (run_dir / name).unlink()
-
-
-def _truncate_log(path: Path, epochs_done: int) -> None:
-    """Keep only the log lines of epochs that a checkpoint covers (a killed run may have written more)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by a kill: its epoch was never checkpointed
-            continue
-        if record["epoch"] < epochs_done:
-            kept.append(line)
-    write_atomic(path, "".join(line + "\n" for line in kept))

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         state = load_checkpoint(args.checkpoint)
         config = Config.from_dict(state["config"]).with_overrides(list(args.overrides))
         selected = state.get("selected_on", "last")
-        epoch = f"epoch {state['epoch'] + 1}" if isinstance(state.get("epoch"), int) else "epoch ?"
+        epoch = f"epoch {state['epoch']}" if isinstance(state.get("epoch"), int) else "epoch ?"
         score = state.get("metrics", {}).get("mean_map")
         print(
             f"{args.checkpoint}: {epoch} of {config.train.epochs}, selected on {selected}"

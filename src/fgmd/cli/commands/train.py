@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         else "no validation split: last epoch kept"
     )
     print(
-        f"trained {config.train.epochs} epochs into {result.run_dir}; best epoch {result.best_epoch + 1} ({selected})"
+        f"trained {config.train.epochs} epochs into {result.run_dir}; best epoch {result.best_epoch} ({selected})"
     )
     print(
         f"next: fgmd eval --checkpoint {result.run_dir / 'best.pt'}   (test-split metrics)\n"
