@@ -544,3 +544,23 @@ def test_distinct_distances_make_tie_aware_equal_index_broken():
     for key in ("map", "map@3", "map@5", "precision@2", "precision@4"):
         tie = key.replace("map", "map_tie", 1) if key.startswith("map") else key.replace("precision", "precision_tie")
         assert got[tie] == pytest.approx(got[key], abs=1e-12), key
+
+
+def test_integer_class_indices_score_as_their_one_hot_labels():
+    generator = torch.Generator().manual_seed(3)
+    qc, dc = torch.randn(12, 16, generator=generator), torch.randn(40, 16, generator=generator)
+    qi, di = torch.randint(0, 4, (12,), generator=generator), torch.randint(0, 5, (40,), generator=generator)
+    as_indices = retrieval_metrics(qc, dc, qi, di)
+    as_one_hot = retrieval_metrics(qc, dc, torch.nn.functional.one_hot(qi, 5), torch.nn.functional.one_hot(di, 5))
+    assert as_indices == as_one_hot
+    assert torch.equal(relevance(qi, di), qi[:, None] == di[None, :])
+
+
+def test_labels_that_are_neither_multi_hot_nor_class_indices_say_what_is_expected():
+    qc, dc = torch.randn(3, 8), torch.randn(4, 8)
+    with pytest.raises(ValueError, match="1-D labels must be integer class indices, got torch.float32"):
+        retrieval_metrics(qc, dc, torch.tensor([0.0, 1.0, 1.0]), torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="class-index labels must be >= 0"):
+        retrieval_metrics(qc, dc, torch.tensor([0, -1, 1]), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match=r"or 1-D class indices \[Q\] and \[N\]\); got \(3,\) and \(4, 2\)"):
+        retrieval_metrics(qc, dc, torch.tensor([0, 1, 1]), torch.ones(4, 2))

@@ -8,7 +8,7 @@ Conventions, shared by every function here:
   ``fgmd.codes`` (``0`` maps to ``+1``).
 - Relevance: a query and a database item are relevant when they share at least one label.
   Labels are multi-hot ``[*, L]`` (single-label data is one-hot); any entry ``> 0`` counts
-  as a label.
+  as a label. 1-D integer labels are read as class indices (:func:`label_pair`).
 - Ranking: ascending Hamming distance. Two treatments of equal distances are reported:
 
   * **index-broken** (``map``, ``map@k``, ``precision@k``, ...): ties broken by database index
@@ -48,19 +48,46 @@ def _check_pair(query: torch.Tensor, db: torch.Tensor, what: str, shapes: str) -
         raise ValueError(f"{what} must be {shapes}; got {tuple(query.shape)} and {tuple(db.shape)}")
 
 
+def label_pair(query_labels, db_labels, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query and database labels as multi-hot ``[Q, L]`` and ``[N, L]`` tensors (on ``device``).
+
+    Multi-hot (or one-hot) 2-D labels pass through. 1-D integer labels ``[Q]`` / ``[N]`` are
+    class indices (``0..L-1``, both sides in one numbering) and become one-hot over the
+    larger of the two maxima + 1.
+
+    Raises:
+        ValueError: the shapes do not pair up, 1-D labels are not integers, or an index is negative.
+    """
+    q = torch.as_tensor(query_labels)
+    d = torch.as_tensor(db_labels).to(q.device if device is None else device)
+    q = q.to(d.device)
+    if q.dim() == 1 and d.dim() == 1:
+        if q.is_floating_point() or d.is_floating_point() or q.dtype == torch.bool or d.dtype == torch.bool:
+            raise ValueError(
+                f"1-D labels must be integer class indices, got {q.dtype} and {d.dtype} "
+                "(pass multi-hot [Q, L] and [N, L] labels otherwise)"
+            )
+        if (q.numel() and int(q.min()) < 0) or (d.numel() and int(d.min()) < 0):
+            raise ValueError("class-index labels must be >= 0")
+        classes = 1 + max(int(q.max()) if q.numel() else 0, int(d.max()) if d.numel() else 0)
+        q = torch.nn.functional.one_hot(q.long(), classes)
+        d = torch.nn.functional.one_hot(d.long(), classes)
+    _check_pair(q, d, "labels", "multi-hot [Q, L] and [N, L] (or 1-D class indices [Q] and [N])")
+    return q, d
+
+
 def relevance(query_labels: torch.Tensor, db_labels: torch.Tensor) -> torch.Tensor:
     """Which database items share at least one label with each query.
 
     Args:
-        query_labels: ``[Q, L]`` multi-hot labels (any entry ``> 0`` is a label).
-        db_labels: ``[N, L]`` multi-hot labels.
+        query_labels: ``[Q, L]`` multi-hot labels (any entry ``> 0`` is a label), or ``[Q]``
+            integer class indices (:func:`label_pair`).
+        db_labels: ``[N, L]`` multi-hot labels, or ``[N]`` class indices.
 
     Returns:
         ``[Q, N]`` bool.
     """
-    q = torch.as_tensor(query_labels)
-    d = torch.as_tensor(db_labels).to(q.device)
-    _check_pair(q, d, "labels", "multi-hot [Q, L] and [N, L]")
+    q, d = label_pair(query_labels, db_labels)
     return ((q > 0).to(torch.float32) @ (d > 0).to(torch.float32).T) > 0
 
 
@@ -99,10 +126,8 @@ def _blocks(
     device = query_codes.device
     qb = sign_codes(query_codes, torch.float32)
     db = sign_codes(torch.as_tensor(db_codes).to(device), torch.float32)
-    ql = torch.as_tensor(query_labels).to(device)
-    dl = torch.as_tensor(db_labels).to(device)
     _check_pair(qb, db, "codes", "[Q, K] and [N, K]")
-    _check_pair(ql, dl, "labels", "multi-hot [Q, L] and [N, L]")
+    ql, dl = label_pair(query_labels, db_labels, device)
     if ql.shape[0] != qb.shape[0] or dl.shape[0] != db.shape[0]:
         raise ValueError(
             f"got {ql.shape[0]} query labels for {qb.shape[0]} query codes and "
@@ -311,8 +336,8 @@ def retrieval_metrics(
     Args:
         query_codes: ``[Q, K]`` real-valued or ±1 query codes.
         db_codes: ``[N, K]`` real-valued or ±1 database codes.
-        query_labels: ``[Q, L]`` multi-hot query labels.
-        db_labels: ``[N, L]`` multi-hot database labels.
+        query_labels: ``[Q, L]`` multi-hot query labels, or ``[Q]`` integer class indices.
+        db_labels: ``[N, L]`` multi-hot database labels, or ``[N]`` integer class indices.
         map_at_k: cut-offs for ``map@k``.
         map_at_r: R for ``map@R``; ``None`` or ``0`` leaves ``map@R`` and ``R`` out
             (matching ``EvalConfig.map_at_r = 0``).
