@@ -442,8 +442,7 @@ def _markdown(
     lines = [
         f"# FG-MD run report: `{run_dir}`",
         "",
-        f"- checkpoint: `{checkpoint}` (epoch {state.get('epoch')}, "
-        f"selected on {state.get('selected_on', 'last')})",
+        f"- checkpoint: `{checkpoint}` (epoch {state.get('epoch')}, selected on {state.get('selected_on', 'last')})",
         f"- data: {config.data.format} at `{config.data.root}`; modalities {' ↔ '.join(config.data.modalities)}; "
         f"queries from split `{config.data.query_split}`, database `{config.data.database_split}`",
         f"- model: {m.bits} bits, MobileNetV2 width {m.width_mult}, pretrained {m.pretrained}, modules: {', '.join(modules)}; "

@@ -39,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
         if result.best_metrics
         else "no validation split: last epoch kept"
     )
-    print(
-        f"trained {config.train.epochs} epochs into {result.run_dir}; best epoch {result.best_epoch} ({selected})"
-    )
+    print(f"trained {config.train.epochs} epochs into {result.run_dir}; best epoch {result.best_epoch} ({selected})")
     print(
         f"next: fgmd eval --checkpoint {result.run_dir / 'best.pt'}   (test-split metrics)\n"
         f"      fgmd report {result.run_dir}   (figures and report.html)"
