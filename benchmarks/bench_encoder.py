@@ -60,7 +60,15 @@ def build_models(image_size: int, bits: int, width: float):
     from fgmd.export.onnx import CodesOnly
     from fgmd.models import model_from_config
 
-    config = load_config(None, [f"model.bits={bits}", f"model.width_mult={width}", f"data.image_size={image_size}"])
+    config = load_config(
+        None,
+        [
+            "data.modality={ms: {channels: 3}, pan: {channels: 1}}",
+            f"model.bits={bits}",
+            f"model.width_mult={width}",
+            f"data.image_size={image_size}",
+        ],
+    )
     fgmd_branch = CodesOnly(model_from_config(config).encoders[config.data.modalities[0]])
     torch.manual_seed(0)
     mobilenet = mobilenet_v2(weights=None, width_mult=width)

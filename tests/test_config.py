@@ -31,7 +31,7 @@ def test_int_widens_to_float_and_yaml_exponents_without_dot_are_numbers():
         ("model.bits=abc", "model.bits: expected an integer"),
         ("train.amp=1", "train.amp: expected true or false"),
         ("data.modalities=[ms]", "two different modalities"),
-        ("data.modality.pan.channels=0", "channels must be >= 1"),
+        ("data.modality.pan.channels=-1", r"channels must be >= 1 \(or 0: inferred\)"),
         ("data.modality.sar.channels=1", "data.modality.sar: not one of"),
         ("data.resize=32", "must be >= data.image_size"),
         ("nonsense", "key.sub=value"),

@@ -77,7 +77,7 @@ def test_reader_order_bands_scaling_invert(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("data.modality.ms.bands=[0, 1]", "selects 2 band(s) but channels is 3"),
+        ("data.modality.ms={channels: 3, bands: [0, 1]}", "selects 2 band(s) but channels is 3"),
         ("data.modality.ms.bands=[-1, 0, 1]", "0-based band indices"),
         ("data.modality.ms.scaling=minmax", "scaling must be one of none, percentile"),
         ("data.modality.ms.percentiles=[98, 2]", "0 <= low < high <= 100"),

@@ -129,6 +129,53 @@ def test_trainer_stores_percentile_scaling_in_its_config(folder, tmp_path):
     assert report.scaling["pan"]["low"] == pan.scale_low and report.scaling["pan"]["computed"]
 
 
+def test_band_counts_left_at_0_are_inferred_from_the_first_training_image(folder, tmp_path):
+    from fgmd.runtime.checkpoint import load_checkpoint
+    from fgmd.training.trainer import Trainer
+
+    config = load_config(None, [f"data.root={folder}", "data.image_size=8", "data.resize=8"])  # no channels
+    assert [config.data.modality_config(m).channels for m in ("ms", "pan")] == [0, 0]
+    report = check_data(config)
+    assert report.ok, report.errors
+    assert {m: c["channels"] for m, c in report.channels.items()} == {"ms": 3, "pan": 1}
+    assert report.channels["pan"]["from"] == str(folder / "images" / "pan" / "train_a_0.png")
+    assert any("pan: 1 band(s), inferred from the first 'train' image" in n.message for n in report.notes)
+    prepared = prepare_training_data(config)
+    assert [prepared.data.modality_config(m).channels for m in ("ms", "pan")] == [3, 1]
+    selected = load_config(None, [f"data.root={folder}", "data.modality.ms.bands=[2]"])
+    assert check_data(selected, decode=False).channels["ms"] == {"channels": 1, "from": "data.modality.ms.bands"}
+
+    trainer = Trainer(
+        config.with_overrides(
+            [f"out_dir={tmp_path / 'run'}", "model.width_mult=0.25", "model.head_hidden=32", "data.val_fraction=0"]
+        ),
+        progress=False,
+    )
+    assert trainer.model.encoders["pan"].in_channels == 1
+    trainer.run_dir.mkdir(parents=True)
+    trainer.save_best(1, {}, "last")
+    stored = load_checkpoint(trainer.run_dir / "best.pt")["config"]["data"]["modality"]
+    assert stored["ms"]["channels"] == 3 and stored["pan"]["channels"] == 1  # the run config holds the numbers
+
+
+def test_an_image_with_another_band_count_than_the_inferred_one_is_one_error(folder):
+    write_image(folder / "images" / "pan" / "query_b_1.png", seed=5, size=16, bands=3)
+    report = check_data(load_config(None, [f"data.root={folder}", "data.image_size=8", "data.resize=8"]))
+    (error,) = report.errors
+    inferred_from = folder / "images" / "pan" / "train_a_0.png"
+    assert f"1 pan image(s) have 3 band(s) but data.modality.pan.channels is 1 (inferred from {inferred_from})" in (
+        error.message
+    )
+
+
+def test_a_model_needs_known_band_counts():
+    from fgmd.config import ConfigError
+    from fgmd.models import model_from_config
+
+    with pytest.raises(ConfigError, match="the band count of ms, pan is not known: set data.modality.<m>.channels"):
+        model_from_config(load_config(None, []), load_pretrained=False)
+
+
 def run_cli(*args):
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}

@@ -39,7 +39,11 @@ class ModalityConfig:
     """How the images of one modality are read, scaled and normalised.
 
     ``channels`` is the number of bands the encoder sees after band selection
-    (1 for PAN/IR, 3 for RGB, N for multispectral). ``mean``/``std`` are per band, in the
+    (1 for PAN/IR, 3 for RGB, N for multispectral); ``0`` (the default) infers it: ``len(bands)``
+    when ``bands`` is set, else the band count of the modality's first training image
+    (:func:`fgmd.data.validation.infer_channels`). ``fgmd train`` and ``fgmd check-data`` infer
+    it, and the trainer stores the number in the run config, so every checkpoint holds it.
+    ``mean``/``std`` are per band, in the
     [0, 1] scale of the decoded (and scaled) image; an empty list means the ImageNet
     statistics for 3 bands and their averages for any other band count.
 
@@ -56,7 +60,7 @@ class ModalityConfig:
     - ``equalize``: per-band histogram equalisation over 256 levels (OpenCV's formula).
     """
 
-    channels: int = 3
+    channels: int = 0  # 0: inferred from the images (see above)
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     bands: list[int] = field(default_factory=list)
@@ -375,11 +379,11 @@ def validate(config: Config) -> None:
             raise ConfigError(f"data.modality.{name}: not one of data.modalities {mods}")
     for name in mods:
         mod = config.data.modality_config(name)
-        if mod.channels < 1:
-            raise ConfigError(f"data.modality.{name}.channels must be >= 1, got {mod.channels}")
+        if mod.channels < 0:
+            raise ConfigError(f"data.modality.{name}.channels must be >= 1 (or 0: inferred), got {mod.channels}")
         for stat in ("mean", "std"):
             values = getattr(mod, stat)
-            if values and len(values) != mod.channels:
+            if values and mod.channels and len(values) != mod.channels:
                 raise ConfigError(f"data.modality.{name}.{stat} has {len(values)} values for {mod.channels} channels")
         if any(s <= 0 for s in mod.std):
             raise ConfigError(f"data.modality.{name}.std must be positive, got {mod.std}")
@@ -424,7 +428,7 @@ def _validate_radiometry(name: str, mod: ModalityConfig) -> None:
     if mod.bands:
         if any(b < 0 for b in mod.bands):
             raise ConfigError(f"{where}.bands are 0-based band indices, got {mod.bands}")
-        if len(mod.bands) != mod.channels:
+        if mod.channels and len(mod.bands) != mod.channels:
             raise ConfigError(f"{where}.bands selects {len(mod.bands)} band(s) but channels is {mod.channels}")
     if mod.scaling not in SCALINGS:
         raise ConfigError(f"{where}.scaling must be one of {', '.join(SCALINGS)}, got {mod.scaling!r}")
@@ -434,7 +438,7 @@ def _validate_radiometry(name: str, mod: ModalityConfig) -> None:
         raise ConfigError(f"{where}.scale_low and scale_high must be set together")
     for stat in ("scale_low", "scale_high"):
         values = getattr(mod, stat)
-        if values and len(values) != mod.channels:
+        if values and mod.channels and len(values) != mod.channels:
             raise ConfigError(f"{where}.{stat} has {len(values)} values for {mod.channels} channels")
     if any(hi <= lo for lo, hi in zip(mod.scale_low, mod.scale_high)):
         raise ConfigError(

@@ -47,7 +47,8 @@ KEYS: dict[str, str] = {
     "data.vais.labels": "VAIS: basic (6 classes) or fine labels, from the lists of `fgmd prepare vais`",
     "data.csv.file": "CSV format: the table, relative to data.root",
     "data.csv.path_columns": "CSV format: column holding each modality's image path (default <modality>_path)",
-    "data.modality.<m>.channels": "bands the encoder of <m> sees after band selection (1 PAN/IR, 3 RGB, N MS)",
+    "data.modality.<m>.channels": "bands the encoder of <m> sees after band selection (1 PAN/IR, 3 RGB, N MS); "
+    "0: inferred from the first training image (len(bands) when bands are set), stored in the run config",
     "data.modality.<m>.mean": "per-band mean for normalisation ([]: ImageNet's for 3 bands, their average otherwise)",
     "data.modality.<m>.std": "per-band std for normalisation ([]: as for mean)",
     "data.modality.<m>.bands": "0-based bands to keep, in order ([]: all); [0] reads grey stored as 1 or 3 bands",
@@ -180,10 +181,9 @@ def template(data_format: str = "folder") -> str:
         value = {"data.format": data_format, "data.modalities": modalities}.get(key, default)
         lines.append(f"{'  ' * (len(parts) - 1)}{parts[-1]}: {_yaml_value(value)}  # {KEYS[key]}")
     block = []
-    for position, name in enumerate(modalities):
+    for name in modalities:
         block.append(f"    {name}:")
         for key, default in _fields(ModalityConfig, ""):
-            value = 1 if key == "channels" and position == 1 else default  # PAN / IR: one band
-            block.append(f"      {key}: {_yaml_value(value)}  # {KEYS['data.modality.<m>.' + key]}")
+            block.append(f"      {key}: {_yaml_value(default)}  # {KEYS['data.modality.<m>.' + key]}")
     at = next(i for i, line in enumerate(lines) if line == "  modality:") + 1
     return "\n".join(lines[:at] + block + lines[at:]) + "\n"

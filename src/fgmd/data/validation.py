@@ -85,6 +85,7 @@ class DataReport:
     images: dict[str, ModalityImageStats] = field(default_factory=dict)
     decoded: bool = False
     scaling: dict[str, dict] = field(default_factory=dict)
+    channels: dict[str, dict] = field(default_factory=dict)  # inferred band counts: {m: {"channels", "from"}}
     issues: list[Issue] = field(default_factory=list)
 
     @property
@@ -175,6 +176,7 @@ def check_data(config: Config, decode: bool = True, progress: bool = False, scal
     _check_unreferenced(fmt, data, records, log)
     _check_confined(data, records, log)
     check_minable(by_split.get(data.train_split, []), data.modalities, log)
+    config = _infer_channels(config, by_split, report, log)
     same_train_db = _check_train_database(roles, by_split, log)
     comparisons = _comparisons(roles, same_train_db)
     _check_overlap(comparisons, by_split, log, key=lambda r: r.id, what="id")
@@ -193,9 +195,10 @@ def prepare_training_data(config: Config, progress: bool = False) -> Config:
     Runs :func:`check_data` without decoding the images (the parsers check every listed
     file exists; ``fgmd check-data`` decodes them all). Warnings are logged (logger
     ``fgmd.data``, shown on stderr by default); errors raise :class:`DataCheckError`
-    before anything is trained. Percentile scaling bounds that the config leaves unset are
-    computed on the training split and written into the returned config, so the run's
-    ``config.yaml`` and checkpoints reproduce the scaling at evaluation time.
+    before anything is trained. Band counts left to inference (``channels: 0``) and
+    percentile scaling bounds that the config leaves unset are computed on the training split
+    and written into the returned config, so the run's ``config.yaml`` and checkpoints
+    reproduce the input at evaluation time.
     """
     report = check_data(config, decode=False, progress=progress)
     for issue in report.warnings:
@@ -206,6 +209,9 @@ def prepare_training_data(config: Config, progress: bool = False) -> Config:
             f"({len(report.errors)} error(s); `fgmd check-data` gives the full report):",
             report.issues,
         )
+    for modality, inferred in report.channels.items():
+        logger.info("data: %s has %d band(s), inferred from %s", modality, inferred["channels"], inferred["from"])
+    config = _with_channels(config, report.channels)
     if not any(s.get("computed") for s in report.scaling.values()):
         return config
     values = config.to_dict()
@@ -378,13 +384,15 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
         channels = data.modality_config(modality).channels
         path, record = mismatched[0]
         selected = " after band selection" if data.modality_config(modality).bands else ""
+        found = report.channels.get(modality)
+        source = f" (inferred from {found['from']})" if found else ""
         fix = f"set data.modality.{modality}.channels={count}"
         if count > channels:
             fix += f", or pick {channels} of the bands with data.modality.{modality}.bands=[...]"
         log.error(
             record.source,
             f"{len(mismatched)} {modality} image(s) have {count} band(s){selected} but "
-            f"data.modality.{modality}.channels is {channels} (first: {path}): {fix}",
+            f"data.modality.{modality}.channels is {channels}{source} (first: {path}): {fix}",
         )
     for modality, stat in stats.items():
         stat.bands_on_disk = sorted(bands_seen[modality])
@@ -422,6 +430,52 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
             f"{len(duplicates)} image(s) identical to another image of the same split under a "
             f"different id, e.g. {examples}",
         )
+
+
+def _infer_channels(config: Config, by_split, report: DataReport, log: IssueLog) -> Config:
+    """``config`` with every ``channels: 0`` replaced by the inferred band count (recorded in
+    ``report.channels``): ``len(bands)`` when bands are selected, else the band count of the
+    modality's first image in the training split (in list order; any split when it has none)."""
+    data = config.data
+    inferred: dict[str, dict] = {}
+    for modality in data.modalities:
+        mod = data.modality_config(modality)
+        if mod.channels:
+            continue
+        if mod.bands:
+            inferred[modality] = {"channels": len(mod.bands), "from": f"data.modality.{modality}.bands"}
+            continue
+        splits = [data.train_split, *(s for s in by_split if s != data.train_split)]
+        record = next((r for s in splits for r in by_split.get(s, []) if r.has(modality)), None)
+        if record is None:
+            continue  # no image at all: the split checks have reported it
+        try:
+            bands = int(read_image(record.paths[modality]).shape[0])
+        except ImageReadError as error:
+            log.error(
+                record.source,
+                f"{error.path}: {error.reason} (needed to infer the band count of {modality}: "
+                f"or set data.modality.{modality}.channels)",
+            )
+            continue
+        inferred[modality] = {"channels": bands, "from": str(record.paths[modality])}
+        log.info(
+            "",
+            f"{modality}: {bands} band(s), inferred from the first {record.split!r} image {record.paths[modality]} "
+            f"(data.modality.{modality}.channels is 0; fgmd train stores the number in the run config)",
+        )
+    report.channels = inferred
+    return _with_channels(config, inferred)
+
+
+def _with_channels(config: Config, inferred: dict[str, dict]) -> Config:
+    """``config`` with the band counts of ``inferred`` (``{m: {"channels": n, ...}}``) set."""
+    if not inferred:
+        return config
+    values = config.to_dict()
+    for modality, found in inferred.items():
+        values["data"]["modality"].setdefault(modality, {})["channels"] = found["channels"]
+    return Config.from_dict(values)
 
 
 def _scaling(config: Config, by_split, report: DataReport, log: IssueLog) -> None:

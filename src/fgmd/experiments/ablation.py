@@ -91,11 +91,14 @@ def run_ablation(
         if on_run is not None:
             on_run(name, runs[name])
 
+    trained = {name: load_checkpoint(summary.run_dir / "best.pt") for name, summary in runs.items()}
+    # the runs' own configs: band counts inferred and scaling computed by the trainer
+    configs = {name: Config.from_dict(state["config"]) for name, state in trained.items()}
     timings = encoder_timings(configs, repeats=timing_repeats)
     rows = []
     for name, summary in runs.items():
         label, fdfsp, adf, damd = VARIANTS[name]
-        num_classes = len(load_checkpoint(summary.run_dir / "best.pt")["class_names"])
+        num_classes = len(trained[name]["class_names"])
         params, train_only = parameter_counts(configs[name], num_classes)
         rows.append(
             {

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from fgmd.config import Config
+from fgmd.config import Config, ConfigError
 from fgmd.models.fgmd import FGMD, build_model
 from fgmd.runtime.checkpoint import load_checkpoint
 
@@ -18,8 +18,19 @@ def model_from_config(config: Config, load_pretrained: bool = True) -> FGMD:
 
     ``load_pretrained=False`` skips ``model.pretrained`` (use it when checkpoint weights are
     loaded next, or for parameter counts and timings: no download, no weights file needed).
+
+    Raises:
+        ConfigError: a modality's ``channels`` is still 0 (to be inferred from the images:
+            ``fgmd.data.validation.prepare_training_data`` does that; run configs hold the number).
     """
     in_channels = {m: config.data.modality_config(m).channels for m in config.data.modalities}
+    unknown = [m for m, channels in in_channels.items() if channels == 0]
+    if unknown:
+        raise ConfigError(
+            f"the band count of {', '.join(unknown)} is not known: set data.modality.<m>.channels "
+            f"for {', '.join(unknown)} (0 means: infer it from the training images, which only "
+            "fgmd train and fgmd check-data do)"
+        )
     return build_model(config.model, in_channels, load_pretrained=load_pretrained)
 
 

@@ -51,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         config = load_config(args.config, args.overrides)
+        unknown = [m for m in config.data.modalities if config.data.modality_config(m).channels == 0]
+        if unknown:  # inferred from the images at training time; info reads no data
+            print(
+                f"data.modality.<m>.channels is 0 (inferred from the images when training) for {', '.join(unknown)}: "
+                "counted with 3 bands here; set it for exact figures\n"
+            )
+            config = config.with_overrides([f"data.modality.{m}.channels=3" for m in unknown])
     size = args.image_size or config.data.image_size
     baseline = config.with_overrides(["model.fdfsp=false", "model.adf=false"])
     rows = []
