@@ -384,8 +384,8 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
         channels = data.modality_config(modality).channels
         path, record = mismatched[0]
         selected = " after band selection" if data.modality_config(modality).bands else ""
-        found = report.channels.get(modality)
-        source = f" (inferred from {found['from']})" if found else ""
+        inferred = report.channels.get(modality)
+        source = f" (inferred from {inferred['from']})" if inferred else ""
         fix = f"set data.modality.{modality}.channels={count}"
         if count > channels:
             fix += f", or pick {channels} of the bands with data.modality.{modality}.bands=[...]"

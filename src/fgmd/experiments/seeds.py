@@ -89,8 +89,8 @@ def summarise_seeds(folders: Sequence[str | Path], out_dir: str | Path) -> SeedS
     out_dir = Path(out_dir)
     values: dict[str, dict[str, dict[int, float]]] = {}
     for folder in folders:
-        seed, rows = read_ablation(Path(folder))
-        for variant, metrics in rows.items():
+        seed, found = read_ablation(Path(folder))
+        for variant, metrics in found.items():
             for metric, value in metrics.items():
                 seen = values.setdefault(variant, {}).setdefault(metric, {})
                 if seed in seen:
