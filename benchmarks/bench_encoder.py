@@ -29,6 +29,12 @@ accuracy cost is measured by ``fgmd export --check``). Reported per precision: F
 MobileNetV2 at that precision, and FG-MD's speed-up over its own fp32 file (median of the
 per-round ratios).
 
+OpenVINO (``--openvino``, needs ``pip install openvino``): the same fp32 ONNX files read by
+OpenVINO's CPU plugin as a second runtime, reshaped to each static batch size, compiled with
+``INFERENCE_NUM_THREADS`` = the thread count, the ``LATENCY`` hint and
+``INFERENCE_PRECISION_HINT=f32`` (on CPUs with AVX-512 BF16 / AMX OpenVINO otherwise computes
+in bf16, which would change the codes); timed in the same alternating rounds.
+
 Goals (2-core CPU): FG-MD >= 0.85x MobileNetV2 in each runtime; FG-MD batch 1 under
 onnxruntime >= 250 images/s; FG-MD INT8 >= 1.5x FG-MD fp32 at batch 32.
 
@@ -156,6 +162,17 @@ def session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def openvino_request(path: Path, batch: int, image_size: int, threads: int):
+    """An OpenVINO infer request of ONNX file ``path`` reshaped to ``[batch, 3, S, S]`` (float32 math)."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    model.reshape([batch, 3, image_size, image_size])
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    return core.compile_model(model, "CPU", config).create_infer_request()
+
+
 def timed(run, batch: int, min_time: float) -> float:
     """Images per second of ``run()`` (one warm-up call, then enough calls for ``min_time`` s)."""
     run()
@@ -186,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         default="fp32",
         help="comma-separated onnxruntime precisions: fp32, fp16, int8, int8-pc (module docs)",
     )
+    parser.add_argument("--openvino", action="store_true", help="also time the fp32 ONNX files under OpenVINO (CPU)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
@@ -223,6 +241,14 @@ def main(argv: list[str] | None = None) -> None:
                 suffix = "" if precision == "fp32" else f"_{precision}"
                 meta[f"fgmd_onnx{suffix}_max_abs_diff"] = float(np.abs(got - expected).max())
                 meta[f"fgmd_onnx{suffix}_bit_flips"] = int(((got >= 0) != (expected >= 0)).sum())
+            if args.openvino:
+                import openvino
+
+                meta["openvino"] = openvino.__version__
+                request = openvino_request(sessions_paths[("FG-MD", "fp32")], len(probe), args.image_size, 1)
+                got = next(iter(request.infer({0: probe.numpy()}).values()))
+                meta["fgmd_openvino_max_abs_diff"] = float(np.abs(got - expected).max())
+                meta["fgmd_openvino_bit_flips"] = int(((got >= 0) != (expected >= 0)).sum())
 
         results = []
         for threads in thread_counts:
@@ -239,6 +265,10 @@ def main(argv: list[str] | None = None) -> None:
                 for (name, precision), sess in sessions.items():
                     runtime = "onnxruntime" + ("" if precision == "fp32" else f" {precision}")
                     runs[(name, runtime)] = lambda sess=sess: sess.run(None, {"image": x_np})
+                if args.openvino:
+                    for name in models:
+                        request = openvino_request(sessions_paths[(name, "fp32")], batch, args.image_size, threads)
+                        runs[(name, "OpenVINO")] = lambda request=request: request.infer({0: x_np})
                 speeds = {key: [] for key in runs}
                 keys = list(runs)
                 with torch.no_grad():
@@ -251,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
                     fp32 = speeds.get(("FG-MD", "onnxruntime"))
                     speedup = (
                         statistics.median(a / b for a, b in zip(fg, fp32))
-                        if fp32 is not None and runtime.startswith("onnxruntime ")
+                        if fp32 is not None and (runtime.startswith("onnxruntime ") or runtime == "OpenVINO")
                         else None
                     )
                     record = {
