@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--openvino", action="store_true", help="also time the fp32 ONNX files under OpenVINO (CPU)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.openvino and (args.no_onnx or "fp32" not in args.precisions.split(",")):
+        parser.error("--openvino times the fp32 ONNX files: it needs the ONNX export and fp32 in --precisions")
     batches = [int(b) for b in args.batches.split(",")]
     thread_counts = [int(t) for t in args.threads.split(",")]
     if args.flush_denormal:

@@ -65,9 +65,13 @@ def test_seed_summary_refuses_mixed_or_repeated_seeds(tmp_path):
 
 def test_ablate_over_seeds_from_the_cli(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "study"
-    overrides = tiny_overrides(tiny_dataset, out, **{"train.epochs": 1})
+    # band counts left to inference: the second call must reuse the runs, not refuse them
+    overrides = tiny_overrides(tiny_dataset, out, **{"train.epochs": 1, "data.modality": "{}"})
     args = ["ablate", "--quiet", "--no-report", "--timing-repeats", "1", "--variants", "baseline", "damd"]
     assert main([*args, "--seeds", "0", "1", *overrides]) == 0
+    first = (out / "seed_0" / "baseline" / "best.pt").stat().st_mtime_ns
+    assert main([*args, "--seeds", "0", "1", *overrides]) == 0
+    assert (out / "seed_0" / "baseline" / "best.pt").stat().st_mtime_ns == first  # reused, not retrained
     printed = capsys.readouterr().out
     assert "Ablation over seeds" in printed and (out / "ablation_seeds.csv").is_file()
     rows = {r["variant"]: r for r in csv.DictReader((out / "ablation_seeds.csv").open())}

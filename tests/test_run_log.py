@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fgmd.runtime.run_log import RunLogError, keep_epochs, read_log
+from fgmd.runtime.run_log import RunLogError, checkpoint_epoch, keep_epochs, read_log
 
 
 def write_log(folder, lines):
@@ -45,3 +45,10 @@ def test_keep_epochs_drops_what_the_checkpoint_does_not_cover_and_renumbers_old_
     assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
     keep_epochs(tmp_path, 0)
     assert (tmp_path / "log.jsonl").read_text() == ""
+
+
+def test_checkpoint_epochs_are_counted_from_one_also_for_old_files():
+    assert checkpoint_epoch({"epoch": 4, "epochs_from": 1, "selected_on": "validation"}) == 4  # best.pt now
+    assert checkpoint_epoch({"epoch": 3, "selected_on": "validation"}) == 4  # best.pt / metrics.json before
+    assert checkpoint_epoch({"epoch": 4}) == 4  # last.pt: finished epochs, either way
+    assert checkpoint_epoch({"selected_on": "last"}) is None

@@ -139,7 +139,7 @@ def test_band_counts_left_at_0_are_inferred_from_the_first_training_image(folder
     assert report.ok, report.errors
     assert {m: c["channels"] for m, c in report.channels.items()} == {"ms": 3, "pan": 1}
     assert report.channels["pan"]["from"] == str(folder / "images" / "pan" / "train_a_0.png")
-    assert any("pan: 1 band(s), inferred from the first 'train' image" in n.message for n in report.notes)
+    assert any("pan: 1 band(s), inferred from the first readable 'train' image" in n.message for n in report.notes)
     prepared = prepare_training_data(config)
     assert [prepared.data.modality_config(m).channels for m in ("ms", "pan")] == [3, 1]
     selected = load_config(None, [f"data.root={folder}", "data.modality.ms.bands=[2]"])
@@ -166,6 +166,38 @@ def test_an_image_with_another_band_count_than_the_inferred_one_is_one_error(fol
     assert f"1 pan image(s) have 3 band(s) but data.modality.pan.channels is 1 (inferred from {inferred_from})" in (
         error.message
     )
+
+
+def test_inference_skips_an_unreadable_first_image_and_names_inconsistent_settings(folder):
+    bad = folder / "images" / "pan" / "train_a_0.png"
+    bad.write_bytes(b"not an image")
+    report = check_data(load_config(None, [f"data.root={folder}", "data.image_size=8", "data.resize=8"]))
+    assert report.channels["pan"] == {"channels": 1, "from": str(folder / "images" / "pan" / "train_a_1.png")}
+    (error,) = report.errors  # the unreadable file, once; no band-count errors for the others
+    assert str(bad) in error.message
+    report = check_data(load_config(None, [f"data.root={folder}", "data.modality.ms.mean=[0.5]"]), decode=False)
+    (error,) = report.errors
+    assert (
+        "mean has 1 values for 3 channels" in error.message and "band counts inferred: ms: 3 band(s)" in error.message
+    )
+
+
+def test_run_configs_written_before_inference_keep_their_three_bands(tiny_dataset, tmp_path):
+    from conftest import tiny_overrides
+    from fgmd.config import Config
+    from fgmd.models import load_run, model_from_config
+    from fgmd.runtime.checkpoint import save_checkpoint
+
+    config = load_config(
+        None, tiny_overrides(tiny_dataset, tmp_path, **{"data.modality": "{ms: {channels: 3}, pan: {channels: 3}}"})
+    )
+    stored = config.to_dict()
+    stored["data"]["modality"] = {}  # how runs with the old default (3) were written
+    assert [Config.from_run(stored).data.modality_config(m).channels for m in ("ms", "pan")] == [3, 3]
+    model = model_from_config(config, load_pretrained=False)
+    path = save_checkpoint(tmp_path / "best.pt", {"config": stored, "model": model.state_dict(), "epoch": 0})
+    _, loaded, _ = load_run(path)
+    assert loaded.data.modality_config("pan").channels == 3
 
 
 def test_a_model_needs_known_band_counts():

@@ -24,6 +24,7 @@ from fgmd.evaluation.evaluate import evaluate_model
 from fgmd.models import FGMD, load_run
 from fgmd.runtime.distributed import init_distributed
 from fgmd.runtime.files import write_atomic
+from fgmd.runtime.run_log import EPOCHS_FROM, checkpoint_epoch
 
 
 def load_model(checkpoint: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[FGMD, Config]:
@@ -78,7 +79,8 @@ def evaluate_checkpoint(
     metrics.update(
         {
             "checkpoint": str(checkpoint),
-            "epoch": state.get("epoch"),
+            "epoch": checkpoint_epoch(state),
+            "epochs_from": EPOCHS_FROM,
             "selected_on": state.get("selected_on", "last"),
             "query_split": data.query_split,
             "database_split": data.database_split,

@@ -34,6 +34,9 @@ SCALINGS = ("none", "percentile")
 # while this module loads.
 
 
+LEGACY_CHANNELS = 3  # the band count of runs written before channels could be inferred (Config.from_run)
+
+
 @dataclass
 class ModalityConfig:
     """How the images of one modality are read, scaled and normalised.
@@ -41,7 +44,7 @@ class ModalityConfig:
     ``channels`` is the number of bands the encoder sees after band selection
     (1 for PAN/IR, 3 for RGB, N for multispectral); ``0`` (the default) infers it: ``len(bands)``
     when ``bands`` is set, else the band count of the modality's first training image
-    (:func:`fgmd.data.validation.infer_channels`). ``fgmd train`` and ``fgmd check-data`` infer
+    (``fgmd.data.validation.prepare_training_data``). ``fgmd train`` and ``fgmd check-data`` infer
     it, and the trainer stores the number in the run config, so every checkpoint holds it.
     ``mean``/``std`` are per band, in the
     [0, 1] scale of the decoded (and scaled) image; an empty list means the ImageNet
@@ -257,6 +260,25 @@ class Config:
         config = _build(cls, data, "")
         validate(config)
         return config
+
+    @classmethod
+    def from_run(cls, data: dict[str, Any]) -> Config:
+        """The config stored with a run (a checkpoint's ``"config"``, a run's ``config.yaml``, an
+        index's encoder identity).
+
+        Runs store every band count: fgmd infers a ``channels: 0`` before training. Runs written
+        before that (until 2026-12-03, when the default was 3) may omit a modality's settings;
+        they get ``channels: 3``, the value they were trained with.
+        """
+        values = dict(data)
+        section = dict(values.get("data") or {})
+        modality = {name: dict(entry or {}) for name, entry in (section.get("modality") or {}).items()}
+        for name in section.get("modalities") or DataConfig().modalities:
+            entry = modality.setdefault(name, {})
+            if not entry.get("channels"):
+                entry["channels"] = LEGACY_CHANNELS
+        values["data"] = {**section, "modality": modality}
+        return cls.from_dict(values)
 
     def with_overrides(self, overrides: list[str]) -> Config:
         """A copy with ``key.sub=value`` overrides applied (values parsed as YAML)."""

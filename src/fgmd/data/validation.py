@@ -35,7 +35,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from fgmd.config import Config, DataConfig
+from fgmd.config import Config, ConfigError, DataConfig
 from fgmd.data.datasets import FORMATS
 from fgmd.data.datasets.base import DatasetNotFoundError
 from fgmd.data.io import ImageReadError, read_image
@@ -364,7 +364,7 @@ def _decode_all(config, by_split, split_names, comparisons, report: DataReport, 
                         f"the image has {native} band(s)",
                     )
                 image = image[mod.bands]
-            if image.shape[0] != mod.channels:
+            if mod.channels and image.shape[0] != mod.channels:  # 0: not inferred (an error says why)
                 wrong_bands[(modality, int(image.shape[0]))].append((path, users[0]))
                 continue
         except ImageReadError as error:
@@ -446,26 +446,38 @@ def _infer_channels(config: Config, by_split, report: DataReport, log: IssueLog)
             inferred[modality] = {"channels": len(mod.bands), "from": f"data.modality.{modality}.bands"}
             continue
         splits = [data.train_split, *(s for s in by_split if s != data.train_split)]
-        record = next((r for s in splits for r in by_split.get(s, []) if r.has(modality)), None)
-        if record is None:
-            continue  # no image at all: the split checks have reported it
-        try:
-            bands = int(read_image(record.paths[modality]).shape[0])
-        except ImageReadError as error:
-            log.error(
-                record.source,
-                f"{error.path}: {error.reason} (needed to infer the band count of {modality}: "
-                f"or set data.modality.{modality}.channels)",
-            )
+        candidates = (r for s in splits for r in by_split.get(s, []) if r.has(modality))
+        bands, tried = None, 0
+        for record in candidates:  # the first image that decodes (the decode pass reports the others)
+            try:
+                bands = int(read_image(record.paths[modality]).shape[0])
+                break
+            except ImageReadError:
+                tried += 1
+            if tried == _EXAMPLES:
+                break
+        if bands is None:
+            if tried:  # (no image at all: the split checks have reported it)
+                log.error(
+                    data.root,
+                    f"cannot infer the band count of {modality}: its first {tried} image(s) do not decode "
+                    f"(set data.modality.{modality}.channels)",
+                )
             continue
         inferred[modality] = {"channels": bands, "from": str(record.paths[modality])}
         log.info(
             "",
-            f"{modality}: {bands} band(s), inferred from the first {record.split!r} image {record.paths[modality]} "
+            f"{modality}: {bands} band(s), inferred from the first readable {record.split!r} image {record.paths[modality]} "
             f"(data.modality.{modality}.channels is 0; fgmd train stores the number in the run config)",
         )
+    try:
+        resolved = _with_channels(config, inferred)
+    except ConfigError as error:  # e.g. data.modality.<m>.mean has 1 value for the 3 bands found
+        found = "; ".join(f"{m}: {c['channels']} band(s) from {c['from']}" for m, c in inferred.items())
+        log.error(data.root, f"{error} (band counts inferred: {found})")
+        return config
     report.channels = inferred
-    return _with_channels(config, inferred)
+    return resolved
 
 
 def _with_channels(config: Config, inferred: dict[str, dict]) -> Config:

@@ -778,7 +778,7 @@ def report_diagnostics(
     """Diagnose ``checkpoint`` (:func:`diagnose_checkpoint`), write the figures and
     ``diagnostics.json`` into ``out_dir`` and return the report section; "" for a baseline
     run (no FDFSP, ADF or DAMD: nothing to diagnose)."""
-    config = Config.from_dict(load_checkpoint(checkpoint)["config"]).with_overrides(list(overrides))
+    config = Config.from_run(load_checkpoint(checkpoint)["config"]).with_overrides(list(overrides))
     if not (config.model.fdfsp or config.model.adf or config.loss.damd):
         return ""
     result = diagnose_checkpoint(checkpoint, overrides, num_images, model)

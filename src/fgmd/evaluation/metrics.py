@@ -52,8 +52,7 @@ def label_pair(query_labels, db_labels, device: torch.device | None = None) -> t
     """Query and database labels as multi-hot ``[Q, L]`` and ``[N, L]`` tensors (on ``device``).
 
     Multi-hot (or one-hot) 2-D labels pass through. 1-D integer labels ``[Q]`` / ``[N]`` are
-    class indices (``0..L-1``, both sides in one numbering) and become one-hot over the
-    larger of the two maxima + 1.
+    class ids (both sides in one numbering) and become one-hot over the distinct ids.
 
     Raises:
         ValueError: the shapes do not pair up, 1-D labels are not integers, or an index is negative.
@@ -69,9 +68,10 @@ def label_pair(query_labels, db_labels, device: torch.device | None = None) -> t
             )
         if (q.numel() and int(q.min()) < 0) or (d.numel() and int(d.min()) < 0):
             raise ValueError("class-index labels must be >= 0")
-        classes = 1 + max(int(q.max()) if q.numel() else 0, int(d.max()) if d.numel() else 0)
-        q = torch.nn.functional.one_hot(q.long(), classes)
-        d = torch.nn.functional.one_hot(d.long(), classes)
+        # one column per distinct class id (ids may be large or sparse)
+        classes, index = torch.unique(torch.cat([q.long(), d.long()]), return_inverse=True)
+        q = torch.nn.functional.one_hot(index[: len(q)], len(classes))
+        d = torch.nn.functional.one_hot(index[len(q) :], len(classes))
     _check_pair(q, d, "labels", "multi-hot [Q, L] and [N, L] (or 1-D class indices [Q] and [N])")
     return q, d
 

@@ -50,7 +50,7 @@ from fgmd.evaluation.metrics import (
 from fgmd.models import load_run
 from fgmd.runtime.device import resolve_device
 from fgmd.runtime.files import make_folder, write_atomic
-from fgmd.runtime.run_log import read_log
+from fgmd.runtime.run_log import checkpoint_epoch, read_log
 from fgmd.tables import render_table
 
 REPORT_DIR = "report"
@@ -113,7 +113,7 @@ def _selection_views(
             if selected_on == "validation"
             else "best.pt (no validation split: last epoch)"
         )
-        views.append({"view": label, "epoch": state.get("epoch"), "metrics": checkpoint_metrics})
+        views.append({"view": label, "epoch": checkpoint_epoch(state), "metrics": checkpoint_metrics})
     else:
         views.append({"view": f"this checkpoint ({checkpoint.name})", "epoch": None, "metrics": checkpoint_metrics})
     last_path = run_dir / "metrics_last.json"
@@ -271,7 +271,7 @@ def generate_report(
         grids[direction] = plots.plot_retrieval_grid(out / name, direction, rows, "; ".join(notes))
 
     log = read_log(run_dir)
-    selected_epoch = state.get("epoch") if checkpoint.name == "best.pt" else None
+    selected_epoch = checkpoint_epoch(state) if checkpoint.name == "best.pt" else None
     if log:
         figures["curves"] = plots.plot_training_curves(out / "training_curves.png", log, selected_epoch, directions)
     figures["pca"] = plots.plot_code_projection(
@@ -442,7 +442,7 @@ def _markdown(
     lines = [
         f"# FG-MD run report: `{run_dir}`",
         "",
-        f"- checkpoint: `{checkpoint}` (epoch {state.get('epoch')}, selected on {state.get('selected_on', 'last')})",
+        f"- checkpoint: `{checkpoint}` (epoch {checkpoint_epoch(state)}, selected on {state.get('selected_on', 'last')})",
         f"- data: {config.data.format} at `{config.data.root}`; modalities {' ↔ '.join(config.data.modalities)}; "
         f"queries from split `{config.data.query_split}`, database `{config.data.database_split}`",
         f"- model: {m.bits} bits, MobileNetV2 width {m.width_mult}, pretrained {m.pretrained}, modules: {', '.join(modules)}; "

@@ -93,7 +93,10 @@ def run_ablation(
 
     trained = {name: load_checkpoint(summary.run_dir / "best.pt") for name, summary in runs.items()}
     # the runs' own configs: band counts inferred and scaling computed by the trainer
-    configs = {name: Config.from_dict(state["config"]) for name, state in trained.items()}
+    configs = {
+        name: Config.from_run(state["config"]).with_values({"train.device": config.train.device})
+        for name, state in trained.items()
+    }
     timings = encoder_timings(configs, repeats=timing_repeats)
     rows = []
     for name, summary in runs.items():

@@ -22,7 +22,7 @@ import yaml
 
 from fgmd.config import Config, ConfigError
 from fgmd.runtime.files import write_atomic
-from fgmd.runtime.run_log import read_log
+from fgmd.runtime.run_log import checkpoint_epoch, read_log
 from fgmd.training.resume import resume_conflicts
 
 METRICS = "metrics.json"
@@ -54,8 +54,15 @@ def check_run_config(run_dir: Path, config: Config) -> None:
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return
-    saved = Config.from_dict(yaml.safe_load(saved_path.read_text()) or {}).to_dict()
-    current = config.to_dict()
+    stored = Config.from_run(yaml.safe_load(saved_path.read_text()) or {})
+    saved = stored.to_dict()
+    # Band counts the config leaves to inference (0) are what the trainer inferred and stored.
+    inferred = {
+        f"data.modality.{m}.channels": stored.data.modality_config(m).channels
+        for m in config.data.modalities
+        if config.data.modality_config(m).channels == 0 and m in stored.data.modalities
+    }
+    current = config.with_values(inferred).to_dict() if inferred else config.to_dict()
     # Lists the trainer fills in when the config leaves them empty (computed percentile-scaling
     # statistics) are not differences.
     diffs = [k for k in resume_conflicts(saved, current) if _lookup(current, k) != []]
@@ -111,8 +118,7 @@ def summarise_run(run_dir: str | Path) -> RunSummary:
     run_dir = Path(run_dir)
     log = read_log(run_dir)
     selected_metrics = json.loads((run_dir / METRICS).read_text())
-    selected_epoch = selected_metrics.get("epoch")
-    selected = _view(selected_metrics, selected_epoch)
+    selected = _view(selected_metrics, checkpoint_epoch({"selected_on": None, **selected_metrics}))  # of best.pt
     last = None
     if (run_dir / METRICS_LAST).exists():
         last = _view(json.loads((run_dir / METRICS_LAST).read_text()), len(log) or None)

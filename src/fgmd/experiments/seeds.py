@@ -77,7 +77,10 @@ def read_ablation(folder: Path) -> tuple[int, dict[str, dict[str, float]]]:
             if key is None:
                 raise ConfigError(f"{table}, line {line}: unknown variant {row.get('variant')!r}")
             rows[key] = {m: float(row[m]) for m in METRICS if row.get(m)}
-            config = yaml.safe_load((Path(row["run_dir"]) / "config.yaml").read_text()) or {}
+            run_dir = Path(row["run_dir"])
+            if not (run_dir / "config.yaml").is_file():  # written relative to another directory, or moved
+                run_dir = folder / key
+            config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
             seeds.add(int(config.get("seed", Config().seed)))
     if len(seeds) != 1:
         raise ConfigError(f"{table}: its runs were trained with different seeds {sorted(seeds)}")
@@ -105,7 +108,7 @@ def summarise_seeds(folders: Sequence[str | Path], out_dir: str | Path) -> SeedS
     for variant in variants:
         tie = values[variant].get("map_tie_mean", {})
         index = values[variant].get("map_mean", {})
-        row: dict[str, object] = {"variant": VARIANTS[variant][0], "seeds": len(tie)}
+        row: dict[str, object] = {"variant": VARIANTS[variant][0], "seeds": len(tie or index)}
         for seed in seeds:
             row[f"map_tie_seed{seed}"] = None if seed not in tie else round(tie[seed], 4)
         row["map_tie_mean_sd"] = _format(*mean_sd(list(tie.values()))) if tie else None
@@ -142,6 +145,7 @@ def _plot(path: Path, values: Mapping[str, Mapping[str, Mapping[int, float]]], v
     except ImportError:
         return None
     figure, axis = plt.subplots(figsize=(1.4 * len(variants) + 2.0, 3.4))
+    seeds = sorted({s for v in variants for s in values[v].get("map_tie_mean", {})})
     for x, variant in enumerate(variants):
         per_seed = values[variant].get("map_tie_mean", {})
         if not per_seed:
@@ -149,7 +153,8 @@ def _plot(path: Path, values: Mapping[str, Mapping[str, Mapping[int, float]]], v
         mean, sd = mean_sd(list(per_seed.values()))
         axis.errorbar([x], [mean], yerr=[sd or 0.0], fmt="_", markersize=22, capsize=6, color="black", zorder=3)
         for seed, value in per_seed.items():
-            axis.scatter([x + 0.12 * (seed % 3 - 1)], [value], s=22, color=f"C{seed % 10}", zorder=2)
+            offset = 0.3 * (seeds.index(seed) / max(len(seeds) - 1, 1) - 0.5)
+            axis.scatter([x + offset], [value], s=22, color=f"C{seed % 10}", zorder=2)
     axis.set_xticks(range(len(variants)), [VARIANTS[v][0] for v in variants], rotation=15)
     axis.set_ylabel("test mean mAP (tie-aware)")
     axis.set_title("per seed (dots, colour = seed) and mean ± sd (bars)", fontsize=9)
@@ -177,7 +182,7 @@ def run_seeds(
     for seed in seeds:
         folder = root / f"seed_{seed}"
         run_ablation(
-            config.with_overrides([f"seed={seed}", f"out_dir={folder}"]),
+            config.with_values({"seed": seed, "out_dir": str(folder)}),
             variants,
             progress=progress,
             report=report,

@@ -56,7 +56,7 @@ def load_run(
         ``(model in eval mode, config with overrides, checkpoint dict)``.
     """
     state = load_checkpoint(checkpoint)
-    config = Config.from_dict(state["config"]).with_overrides(list(overrides))
+    config = Config.from_run(state["config"]).with_overrides(list(overrides))
     model = model_from_config(config, load_pretrained=False)
     model.load_state_dict(state["model"])
     model.eval()

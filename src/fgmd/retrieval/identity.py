@@ -64,14 +64,14 @@ def encoder_identity(encoder: nn.Module, config: Config, modality: str) -> dict[
 def preprocessing_of(config: Mapping[str, Any] | Config, modality: str) -> dict[str, Any]:
     """What the encoder of ``modality`` is fed: its ``Preprocessor.spec()`` under ``config``."""
     if not isinstance(config, Config):
-        config = Config.from_dict(dict(config))
+        config = Config.from_run(dict(config))
     return build_preprocessor(config.data, modality).spec()
 
 
 def _meaning(config: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a config dict that change what a code means (see the module docs)."""
     try:
-        parsed = Config.from_dict(dict(config))
+        parsed = Config.from_run(dict(config))
     except (ConfigError, TypeError, ValueError):  # not a config this fgmd understands: compare as stored
         return {"config": dict(config)}
     modalities = list(parsed.data.modalities)

@@ -10,7 +10,9 @@ counted from 0; :func:`read_log` renumbers them, so readers see one convention.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from fgmd.runtime.files import write_atomic
 
@@ -62,3 +64,22 @@ def keep_epochs(run_dir: str | Path, epochs_done: int) -> None:
         return
     kept = [record for record in read_log(run_dir, skip_broken=True) if record["epoch"] <= epochs_done]
     write_atomic(path, "".join(json.dumps(record) + "\n" for record in kept))
+
+
+EPOCHS_FROM = 1  # written as "epochs_from" into best.pt, last.pt and metrics.json since epochs count from 1
+
+
+def checkpoint_epoch(state: Mapping[str, Any]) -> int | None:
+    """The epoch a checkpoint (or the ``metrics.json`` of one) records, counted from 1.
+
+    ``last.pt`` stores the number of finished epochs, which is already the 1-based number of
+    its last epoch. ``best.pt`` (it has ``"selected_on"``) and its ``metrics.json`` store the
+    epoch it was saved after; those written before epochs counted from 1 (no
+    ``"epochs_from"`` key) stored it from 0 and are shifted here.
+    """
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int):
+        return None
+    if "selected_on" in state and state.get("epochs_from") != EPOCHS_FROM:
+        return epoch + 1
+    return epoch

@@ -49,7 +49,7 @@ from fgmd.runtime.checkpoint import CheckpointError, load_checkpoint, save_check
 from fgmd.runtime.distributed import barrier, init_distributed, merge_bank_updates
 from fgmd.runtime.files import append_line, make_folder, remove_stale_temps, write_atomic
 from fgmd.runtime.hints import suggest
-from fgmd.runtime.run_log import LOG_FILE, keep_epochs
+from fgmd.runtime.run_log import EPOCHS_FROM, LOG_FILE, keep_epochs
 from fgmd.training.batches import (
     ResizedImages,
     TripletBatch,
@@ -262,6 +262,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "class_names": self.class_names,
             "epoch": epoch,
+            "epochs_from": EPOCHS_FROM,
             "world_size": self.context.world_size,
             "model": self.model.state_dict(),
             "objective": self.objective.state_dict(),
@@ -272,7 +273,7 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
-        saved = Config.from_dict(state["config"]).to_dict()  # keys added since it was written: defaults
+        saved = Config.from_run(state["config"]).to_dict()  # keys added since it was written: defaults
         conflicts = resume_conflicts(saved, self.config.to_dict())
         if conflicts:
             raise ConfigError(
@@ -305,6 +306,8 @@ class Trainer:
         self.start_epoch = state["epoch"]
         best = state["best"]
         self.best_score, self.best_epoch, self.best_metrics = best["score"], best["epoch"], best["metrics"]
+        if state.get("epochs_from") != EPOCHS_FROM:  # written when epochs counted from 0
+            self.best_epoch += 1
         if self.best_metrics and self.config.eval.select_on in self.best_metrics.get("mean", {}):
             # the score under the selection metric of this config (a run written before tie-aware
             # metrics stored its mean mAP here)
@@ -390,6 +393,7 @@ class Trainer:
                 "config": self.config.to_dict(),
                 "class_names": self.class_names,
                 "epoch": epoch,
+                "epochs_from": EPOCHS_FROM,
                 "model": self.model.state_dict(),
                 "selected_on": selected_on,
                 "metrics": metrics,

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         from fgmd.runtime.checkpoint import load_checkpoint
 
-        config = Config.from_dict(load_checkpoint(args.checkpoint)["config"]).with_overrides(list(args.overrides))
+        config = Config.from_run(load_checkpoint(args.checkpoint)["config"]).with_overrides(list(args.overrides))
     else:
         config = load_config(args.config, args.overrides)
     sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -39,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
         from fgmd.runtime.checkpoint import load_checkpoint
 
         state = load_checkpoint(args.checkpoint)
-        config = Config.from_dict(state["config"]).with_overrides(list(args.overrides))
+        config = Config.from_run(state["config"]).with_overrides(list(args.overrides))
         selected = state.get("selected_on", "last")
-        epoch = f"epoch {state['epoch']}" if isinstance(state.get("epoch"), int) else "epoch ?"
+        from fgmd.runtime.run_log import checkpoint_epoch
+
+        number = checkpoint_epoch(state)
+        epoch = "epoch ?" if number is None else f"epoch {number}"
         score = state.get("metrics", {}).get("mean_map")
         print(
             f"{args.checkpoint}: {epoch} of {config.train.epochs}, selected on {selected}"
@@ -51,13 +54,18 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         config = load_config(args.config, args.overrides)
-        unknown = [m for m in config.data.modalities if config.data.modality_config(m).channels == 0]
-        if unknown:  # inferred from the images at training time; info reads no data
+        guessed = {}  # band counts left to inference from the images; info reads no data
+        for m in config.data.modalities:
+            mod = config.data.modality_config(m)
+            if mod.channels == 0:
+                guessed[m] = len(mod.bands or mod.mean or mod.std or mod.scale_low) or 3
+        if guessed:
+            counts = ", ".join(f"{m} {n}" for m, n in guessed.items())
             print(
-                f"data.modality.<m>.channels is 0 (inferred from the images when training) for {', '.join(unknown)}: "
-                "counted with 3 bands here; set it for exact figures\n"
+                f"data.modality.<m>.channels is 0 (inferred from the images when training): counted with "
+                f"{counts} band(s) here; set it for exact figures\n"
             )
-            config = config.with_overrides([f"data.modality.{m}.channels=3" for m in unknown])
+            config = config.with_values({f"data.modality.{m}.channels": n for m, n in guessed.items()})
     size = args.image_size or config.data.image_size
     baseline = config.with_overrides(["model.fdfsp=false", "model.adf=false"])
     rows = []
