@@ -176,7 +176,7 @@ def run_seeds(
 ) -> SeedSummary:
     """Run the ablation once per seed into ``<config.out_dir>/seed_<s>`` and summarise them there."""
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds needs distinct seeds, got {list(seeds)}")
+        raise ConfigError(f"the seeds must be distinct and at least one, got {list(seeds)}")
     root = Path(config.out_dir)
     folders = []
     for seed in seeds:
