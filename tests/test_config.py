@@ -71,3 +71,18 @@ def test_relative_data_root_is_stored_absolute(tmp_path, monkeypatch):
     # ... but not with another dataset
     other = load_config(None, ["data.root=data/other"]).to_dict()
     assert resume_conflicts(saved, other) == ["data.root"]
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["model.fdfsp_levels=[]", "model.fdfsp_levels=[0,2]", "model.fdfsp_levels=[2,2]", "model.fdfsp_levels=[5]"],
+)
+def test_fdfsp_levels_are_checked(override):
+    with pytest.raises(ConfigError, match="model.fdfsp_levels"):
+        load_config(None, [override])
+
+
+def test_module_lr_mult_must_be_positive():
+    with pytest.raises(ConfigError, match="train.module_lr_mult"):
+        load_config(None, ["train.module_lr_mult=0"])
+    assert load_config(None, ["train.module_lr_mult=10"]).train.module_lr_mult == 10

@@ -83,3 +83,30 @@ def test_ablate_over_seeds_from_the_cli(tiny_dataset, tmp_path, capsys):
         )
     assert main(["ablate", "--combine", str(out / "seed_0"), str(out / "seed_1"), f"out_dir={tmp_path / 'again'}"]) == 0
     assert (tmp_path / "again" / "ablation_seeds.csv").read_text() == (out / "ablation_seeds.csv").read_text()
+
+
+def test_design_variants_and_split_folders_of_one_seed_combine(tmp_path):
+    """Rows keyed by variant_key (design variants) sort after their base; one seed's variants may
+    come from two folders (a study run in two calls), a repeated variant may not."""
+    old = fake_ablation(tmp_path / "s0_first", 0, [("baseline", 0.50, 0.40), ("full (FG-MD)", 0.52, 0.44)])
+    later = tmp_path / "s0_second"
+    later.mkdir()
+    spec = "full+train.module_lr_mult=10"
+    with (later / "ablation.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["variant", "variant_key", "map_mean", "map_tie_mean", "run_dir"])
+        for key, label, tie in [(spec, "full (FG-MD) [train.module_lr_mult=10]", 0.47), ("adf", "+ADF", 0.41)]:
+            (later / key).mkdir()
+            (later / key / "config.yaml").write_text(yaml.safe_dump({"seed": 0}))
+            writer.writerow([label, key, tie, tie, later / key])
+    summary = summarise_seeds([old, later], tmp_path / "out")
+    rows = list(csv.DictReader(summary.csv.open()))
+    assert [r["variant"] for r in rows] == [
+        "baseline",
+        "+ADF",
+        "full (FG-MD)",
+        "full (FG-MD) [train.module_lr_mult=10]",
+    ]
+    assert rows[3]["paired_gain_tie"] == "0.0700" and rows[1]["paired_gain_tie"] == "0.0100"
+    with pytest.raises(ConfigError, match="seed 0 appears twice for baseline"):
+        summarise_seeds([old, later, old], tmp_path / "out")

@@ -47,6 +47,8 @@ def test_ablation_switches_remove_modules_and_damd_adds_no_inference_parameters(
         assert (c.model.fdfsp, c.model.adf, c.loss.damd) == (fdfsp, adf, damd)
         assert c.out_dir.endswith(variant) and c.train == config.train and c.data == config.data
     with pytest.raises(ConfigError, match="unknown ablation variant"):
+        variant_config(config, "fdfsp_adf")
+    with pytest.raises(ConfigError, match="not of the form"):
         variant_config(config, "fdfsp+adf")
 
 
@@ -277,3 +279,28 @@ def test_overrides_after_list_options_stay_overrides(capsys):
     assert "--bits takes integers" in capsys.readouterr().err
     assert main(["ablate", "--variants", "baseline", "fdfsp+adf", "seed=1"]) == 2
     assert "unknown ablation variant(s) fdfsp+adf" in capsys.readouterr().err
+
+
+def test_design_variants_add_settings_and_keep_table_order(tiny_dataset, tmp_path):
+    from fgmd.experiments.ablation import ordered_variants, parse_variant
+
+    config = load_config(None, tiny_overrides(tiny_dataset, tmp_path))
+    spec = "fdfsp+model.fdfsp_levels=[1,2]+train.module_lr_mult=10"
+    c = variant_config(config, spec)
+    assert (c.model.fdfsp, c.model.adf, c.loss.damd) == (True, False, False)
+    assert c.model.fdfsp_levels == [1, 2] and c.train.module_lr_mult == 10
+    assert c.out_dir == str(tmp_path / spec) and c.data == config.data
+    assert parse_variant(spec).label == "+FDFSP [model.fdfsp_levels=[1,2], train.module_lr_mult=10]"
+    order = ordered_variants(["full+loss.damd_weight=1", "full", "baseline", "fdfsp+train.module_lr_mult=3"])
+    assert [v.key for v in order] == ["baseline", "fdfsp+train.module_lr_mult=3", "full", "full+loss.damd_weight=1"]
+    for bad, message in [
+        ("full+model.adf=false", "set by the study"),
+        ("full+seed=3", "set by the study"),
+        ("full+model.fdfsp_levels=[1, 2]", "no spaces"),
+        ("full+model.fdfsp_levels=[7]", "model.fdfsp_levels"),
+        ("full+train.no_such_key=1", "no_such_key"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            variant_config(config, bad)
+    with pytest.raises(ConfigError, match="repeated"):
+        ordered_variants(["full", "full"])

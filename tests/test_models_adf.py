@@ -78,3 +78,18 @@ def test_exports_to_onnx(tmp_path):
     expected = module.eval()(x)
     torch.testing.assert_close(torch.from_numpy(features), expected[0].detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.from_numpy(gate), expected[1].detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_gate_features_variant_scales_by_twice_the_gate():
+    torch.manual_seed(1)
+    plain, gated = ADF(16), ADF(16, gate_features=True)
+    gated.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 16, 5, 5)
+    torch.testing.assert_close(gated(x)[0], x, atol=0, rtol=0)  # 2G = 1 at init: still the identity
+    randomise(plain)
+    gated.load_state_dict(plain.state_dict())
+    features, gate = plain(x)
+    gated_features, gated_gate = gated(x)
+    torch.testing.assert_close(gated_gate, gate)
+    torch.testing.assert_close(gated_features, features * 2 * gate)
+    assert (gated_features - features).abs().max() > 1e-2

@@ -102,3 +102,27 @@ def test_residual_blocks_start_as_identity_when_zero_initialised():
     assert residual and all(not b.conv[-1].weight.any() for b in residual)
     plain = ModalityEncoder(ModelConfig(zero_init_residual=False), in_channels=3).trunk
     assert all(b.conv[-1].weight.all() for b in plain.features if getattr(b, "use_res_connect", False))
+
+
+@pytest.mark.parametrize("levels", [[1, 2], [4], [1, 2, 3, 4]])
+def test_fdfsp_levels_place_blocks_and_stay_the_identity_at_init(levels):
+    torch.manual_seed(0)
+    baseline = ModalityEncoder(ModelConfig(fdfsp=False, adf=False), in_channels=3)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so deep maps are not near zero
+        baseline(torch.randn(4, 3, 64, 64))
+    baseline.eval()
+    variant = ModalityEncoder(ModelConfig(fdfsp_levels=levels, adf_gate_features=True), in_channels=3).eval()
+    assert variant.fdfsp is not None and sorted(int(k) for k in variant.fdfsp) == sorted(levels)
+    channels = variant.level_channels
+    for level in levels:  # each block sized for its own level
+        assert variant.fdfsp[str(level)].channels == channels[level]
+    variant.load_state_dict(baseline.state_dict(), strict=False)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = baseline(x)
+        torch.testing.assert_close(variant(x).codes, expected.codes, atol=1e-5, rtol=1e-4)
+        first = min(levels)
+        torch.nn.init.normal_(variant.fdfsp[str(first)].recover.weight, std=0.5)
+        changed = variant(x).features
+    assert (changed[first] - expected.features[first]).abs().max() > 1e-2
+    assert torch.equal(changed[first - 1], expected.features[first - 1])  # levels before it untouched

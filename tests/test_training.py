@@ -178,3 +178,23 @@ def test_one_line_per_evaluation_counts_epochs_from_one(tiny_config, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "validation map_tie" in line]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert "new best" in lines[0]
+
+
+def test_module_learning_rate_multiplier_makes_a_second_group():
+    from fgmd.config import ModelConfig
+    from fgmd.models.fgmd import build_model
+    from fgmd.training.trainer import parameter_groups
+
+    objective = torch.nn.Linear(2, 2)
+    full = build_model(ModelConfig(width_mult=0.5), {"ms": 3, "pan": 1}, load_pretrained=False)
+    modules = full.module_parameters()
+    own = {id(p) for e in full.encoders.values() for m in (e.fdfsp, e.adf) for p in m.parameters()}
+    assert modules and {id(p) for p in modules} == own
+    groups = parameter_groups(full, objective, 1e-4, 10.0)
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(1e-3) and "lr" not in groups[0]
+    assert {id(p) for p in groups[1]["params"]} == own
+    everything = list(full.parameters()) + list(objective.parameters())
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(id(p) for p in everything)
+    assert len(parameter_groups(full, objective, 1e-4, 1.0)) == 1  # as published: old optimiser states load
+    baseline = build_model(ModelConfig(width_mult=0.5, fdfsp=False, adf=False), {"ms": 3, "pan": 1}, False)
+    assert baseline.module_parameters() == [] and len(parameter_groups(baseline, objective, 1e-4, 10.0)) == 1

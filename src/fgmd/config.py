@@ -166,6 +166,11 @@ class ModelConfig:
     pretrained_path: str = ""
     fdfsp: bool = True
     adf: bool = True
+    # Design variants (docs/MODULES.md "Design variants"); the defaults are the published model.
+    # Levels after which an FDFSP block sits (1-4; the paper: L2, L3, L4).
+    fdfsp_levels: list[int] = field(default_factory=lambda: [2, 3, 4])
+    # The ADF gate also scales the L4 features by 2G (the paper: it only weights the pooling).
+    adf_gate_features: bool = False
     head_hidden: int = 512
     stem: str = "adapt"
     fdfsp_kernel_size: int = 7
@@ -194,6 +199,9 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 32
     lr: float = 1e-4
+    # Learning rate of the FDFSP and ADF parameters = lr × this (a design variant; 1 = one rate
+    # for all, as published). The StepLR schedule scales both rates alike.
+    module_lr_mult: float = 1.0
     weight_decay: float = 0.0
     lr_step: int = 10
     lr_gamma: float = 0.9
@@ -391,6 +399,13 @@ def validate(config: Config) -> None:
             f"only for the full-width MobileNetV2), got {config.model.width_mult}; "
             "use model.pretrained=none for other widths"
         )
+    from fgmd.models.encoder import FDFSP_LEVEL_CHOICES
+
+    levels = config.model.fdfsp_levels
+    if not levels or len(set(levels)) != len(levels) or not set(levels) <= set(FDFSP_LEVEL_CHOICES):
+        raise ConfigError(
+            f"model.fdfsp_levels must list distinct levels from {list(FDFSP_LEVEL_CHOICES)}, got {levels}"
+        )
     if config.model.stem not in STEM_MODES:
         raise ConfigError(f"model.stem must be one of {', '.join(STEM_MODES)}, got {config.model.stem!r}")
     mods = config.data.modalities
@@ -439,6 +454,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"eval.map_at_r must be >= 0 (0 = not reported), got {config.eval.map_at_r}")
     if config.train.lr <= 0 or not 0 < config.train.lr_gamma <= 1:
         raise ConfigError("train.lr must be > 0 and train.lr_gamma in (0, 1]")
+    if config.train.module_lr_mult <= 0:
+        raise ConfigError(f"train.module_lr_mult must be > 0, got {config.train.module_lr_mult}")
     if config.data.num_workers < 0 or config.train.bn_recalibration_batches < 0:
         raise ConfigError("data.num_workers and train.bn_recalibration_batches must be >= 0")
     if config.loss.mining_k < 1:

@@ -1,14 +1,17 @@
-"""Ablation runner: baseline, +FDFSP, +ADF, +DAMD and full FG-MD under one training budget.
+"""Ablation runner: baseline, +FDFSP, +ADF, +DAMD and full FG-MD under one training budget,
+and design variants of them.
 
 Every variant is the given config with only the three module switches changed
-(``model.fdfsp``, ``model.adf``, ``loss.damd``), trained into ``<out_dir>/<variant>``
-(resumable: a finished run with ``metrics.json`` is not retrained). The table
-``<out_dir>/ablation.md`` / ``.csv`` gives per variant the test mAP of both directions and
-their mean (model selected on validation; last-epoch and best-on-test views beside it),
-the inference parameters (both branches; DAMD is training-only), the training-only
-parameters (class projection + DAMD attention), and the encoder time in ms per image
-(eval mode, batch 1 and 32, at ``data.image_size``), measured for all variants side by side
-in one process after training.
+(``model.fdfsp``, ``model.adf``, ``loss.damd``) and, for a design variant, a few more
+settings: ``full+train.module_lr_mult=10`` is the full model with module learning rates ×10,
+``fdfsp+model.fdfsp_levels=[1,2]+loss.damd_weight=1`` chains several. Each variant is trained
+into ``<out_dir>/<variant>`` (resumable: a finished run with ``metrics.json`` is not retrained).
+The table ``<out_dir>/ablation.md`` / ``.csv`` gives per variant the test mAP of both
+directions and their mean (model selected on validation; last-epoch and best-on-test views
+beside it), the inference parameters (both branches; DAMD is training-only), the
+training-only parameters (class projection + DAMD attention), and the encoder time in ms per
+image (eval mode, batch 1 and 32, at ``data.image_size``), measured for all variants side by
+side in one process after training.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from fgmd.config import Config, ConfigError
+from fgmd.config import Config, ConfigError, apply_override
 from fgmd.experiments.params import parameter_counts
 from fgmd.experiments.runs import SELECTION_NOTES, RunSummary, column_titles, metric_columns, train_and_evaluate
 from fgmd.experiments.tables import write_tables
@@ -33,6 +36,36 @@ VARIANTS: dict[str, tuple[str, bool, bool, bool]] = {
     "full": ("full (FG-MD)", True, True, True),
 }
 TIMING_BATCH_SIZES = (1, 32)
+#: keys a design variant may not set: the switches are the base variant's, the rest is the study's
+_RESERVED_KEYS = ("model.fdfsp", "model.adf", "loss.damd", "seed", "out_dir")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ablation row: a base variant of :data:`VARIANTS` plus design overrides.
+
+    Attributes:
+        key: the spelling on the command line and the run folder's name
+            (``full`` or ``full+train.module_lr_mult=10``).
+        base: the base variant (``baseline``, ``fdfsp``, ``adf``, ``damd``, ``full``).
+        overrides: the ``key=value`` settings after the base, YAML values as in config overrides.
+    """
+
+    key: str
+    base: str
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """Table label: the base's, with the overrides in brackets."""
+        label = VARIANTS[self.base][0]
+        return f"{label} [{', '.join(self.overrides)}]" if self.overrides else label
+
+    @property
+    def switches(self) -> tuple[bool, bool, bool]:
+        """(FDFSP, ADF, DAMD) of the base variant."""
+        _, fdfsp, adf, damd = VARIANTS[self.base]
+        return fdfsp, adf, damd
 
 
 @dataclass
@@ -43,14 +76,59 @@ class AblationResult:
     runs: dict[str, RunSummary]
 
 
-def variant_config(config: Config, variant: str) -> Config:
-    """``config`` with the switches of ``variant`` and ``out_dir=<out_dir>/<variant>``."""
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown ablation variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    _, fdfsp, adf, damd = VARIANTS[variant]
-    return config.with_values(
-        {"model.fdfsp": fdfsp, "model.adf": adf, "loss.damd": damd, "out_dir": str(Path(config.out_dir) / variant)}
-    )
+def parse_variant(spec: str) -> Variant:
+    """``base[+key=value...]`` -> :class:`Variant`.
+
+    Raises:
+        ConfigError: an unknown base, an override that is not ``key=value``, holds spaces or a
+            ``/`` (the spec names a folder), or sets a switch, ``seed`` or ``out_dir``.
+    """
+    base, *overrides = spec.split("+")
+    if base not in VARIANTS:
+        raise ConfigError(
+            f"unknown ablation variant {spec!r}; choose from {', '.join(VARIANTS)} (optionally +key=value)"
+        )
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        if "=" not in item or not key:
+            raise ConfigError(f"variant {spec!r}: {item!r} is not of the form key.sub=value")
+        if any(c.isspace() for c in item) or "/" in item:
+            raise ConfigError(f"variant {spec!r}: {item!r} may hold no spaces or '/' (the variant names its folder)")
+        if key in _RESERVED_KEYS:
+            raise ConfigError(
+                f"variant {spec!r}: {key} is set by the study (base variant, --seeds, out_dir), not by a variant"
+            )
+    return Variant(spec, base, tuple(overrides))
+
+
+def variant_config(config: Config, variant: str | Variant) -> Config:
+    """``config`` with the switches and overrides of ``variant`` and ``out_dir=<out_dir>/<variant key>``."""
+    spec = variant if isinstance(variant, Variant) else parse_variant(variant)
+    fdfsp, adf, damd = spec.switches
+    data = config.with_values(
+        {"model.fdfsp": fdfsp, "model.adf": adf, "loss.damd": damd, "out_dir": str(Path(config.out_dir) / spec.key)}
+    ).to_dict()
+    for item in spec.overrides:
+        apply_override(data, item)
+    try:
+        return Config.from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"variant {spec.key!r}: {error}") from None
+
+
+def ordered_variants(specs: Sequence[str] | None) -> list[Variant]:
+    """The variants of ``specs`` (all five base variants when ``None``) in table order: by
+    base variant, each design variant after the others of its base in the order given.
+
+    Raises:
+        ConfigError: an invalid or repeated variant.
+    """
+    parsed = [parse_variant(s) for s in specs or VARIANTS]
+    keys = [v.key for v in parsed]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"repeated variants in {keys}")
+    order = list(VARIANTS)
+    return sorted(parsed, key=lambda v: (order.index(v.base), bool(v.overrides)))
 
 
 def encoder_timings(
@@ -77,14 +155,8 @@ def run_ablation(
     """Train/evaluate the variants (all by default, in table order) and write the ablation table."""
     from fgmd.runtime.checkpoint import load_checkpoint
 
-    variants = list(variants or VARIANTS)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ConfigError(f"unknown ablation variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    if len(set(variants)) != len(variants):
-        raise ConfigError(f"repeated variants in {variants}")
-    variants = [v for v in VARIANTS if v in variants]  # table order
-    configs = {v: variant_config(config, v) for v in variants}
+    specs = {v.key: v for v in ordered_variants(variants)}
+    configs = {key: variant_config(config, spec) for key, spec in specs.items()}
     runs: dict[str, RunSummary] = {}
     for name, run_config in configs.items():
         runs[name] = train_and_evaluate(run_config, progress=progress, report=report)
@@ -100,12 +172,14 @@ def run_ablation(
     timings = encoder_timings(configs, repeats=timing_repeats)
     rows = []
     for name, summary in runs.items():
-        label, fdfsp, adf, damd = VARIANTS[name]
+        spec = specs[name]
+        fdfsp, adf, damd = spec.switches
         num_classes = len(trained[name]["class_names"])
         params, train_only = parameter_counts(configs[name], num_classes)
         rows.append(
             {
-                "variant": label,
+                "variant": spec.label,
+                "variant_key": spec.key,
                 "fdfsp": fdfsp,
                 "adf": adf,
                 "damd": damd,
@@ -126,15 +200,16 @@ def run_ablation(
         **{f"ms_per_image_b{b}": f"ms/img b{b}" for b in TIMING_BATCH_SIZES},
     }
     columns = list(rows[0])
-    hidden = {"fdfsp", "adf", "damd", "params", "run_dir", "val_map_mean", "last_epoch"}
+    hidden = {"variant_key", "fdfsp", "adf", "damd", "params", "run_dir", "val_map_mean", "last_epoch"}
     md_columns = [c for c in columns if c not in hidden]
     from fgmd.runtime.device import resolve_device
 
     device = resolve_device(next(iter(configs.values())).train.device)
     notes = [
         *SELECTION_NOTES,
-        "Variants differ only in model.fdfsp / model.adf / loss.damd; everything else (data, epochs, seed, "
-        f"optimiser) is the same config (train.epochs={config.train.epochs}, model.bits={config.model.bits}).",
+        "Variants differ only in model.fdfsp / model.adf / loss.damd and the settings in brackets; everything else "
+        f"(data, epochs, seed, optimiser) is the same config (train.epochs={config.train.epochs}, "
+        f"model.bits={config.model.bits}).",
         "params: both branches at inference. DAMD adds no inference parameters; its attention modules and the "
         "class projection exist only while training (train-only params).",
         f"ms/img: one branch's encode time per image (best of {timing_repeats} rounds, mean of the two branches), "

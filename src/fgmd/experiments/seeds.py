@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from fgmd.config import Config, ConfigError
-from fgmd.experiments.ablation import VARIANTS, run_ablation
+from fgmd.experiments.ablation import VARIANTS, ordered_variants, parse_variant, run_ablation
 from fgmd.experiments.tables import write_tables
 from fgmd.runtime.files import write_atomic
 
@@ -73,9 +73,14 @@ def read_ablation(folder: Path) -> tuple[int, dict[str, dict[str, float]]]:
     seeds = set()
     with table.open(newline="") as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
-            key = by_label.get(row.get("variant", ""))
+            # tables written before design variants have no variant_key: their labels are the base ones
+            key = row.get("variant_key") or by_label.get(row.get("variant", ""))
             if key is None:
                 raise ConfigError(f"{table}, line {line}: unknown variant {row.get('variant')!r}")
+            try:
+                parse_variant(key)
+            except ConfigError as error:
+                raise ConfigError(f"{table}, line {line}: {error}") from None
             rows[key] = {m: float(row[m]) for m in METRICS if row.get(m)}
             run_dir = Path(row["run_dir"])
             if not (run_dir / "config.yaml").is_file():  # written relative to another directory, or moved
@@ -102,13 +107,14 @@ def summarise_seeds(folders: Sequence[str | Path], out_dir: str | Path) -> SeedS
     if not values:
         raise ConfigError("no ablation rows to summarise")
     seeds = sorted({s for metrics in values.values() for per_seed in metrics.values() for s in per_seed})
-    variants = [v for v in VARIANTS if v in values]
+    variants = [v.key for v in ordered_variants(list(values))]
+    labels = {key: parse_variant(key).label for key in variants}
     baseline = values.get("baseline", {}).get("map_tie_mean", {})
     rows = []
     for variant in variants:
         tie = values[variant].get("map_tie_mean", {})
         index = values[variant].get("map_mean", {})
-        row: dict[str, object] = {"variant": VARIANTS[variant][0], "seeds": len(tie or index)}
+        row: dict[str, object] = {"variant": labels[variant], "seeds": len(tie or index)}
         for seed in seeds:
             row[f"map_tie_seed{seed}"] = None if seed not in tie else round(tie[seed], 4)
         row["map_tie_mean_sd"] = _format(*mean_sd(list(tie.values()))) if tie else None
@@ -155,7 +161,7 @@ def _plot(path: Path, values: Mapping[str, Mapping[str, Mapping[int, float]]], v
         for seed, value in per_seed.items():
             offset = 0.3 * (seeds.index(seed) / max(len(seeds) - 1, 1) - 0.5)
             axis.scatter([x + offset], [value], s=22, color=f"C{seed % 10}", zorder=2)
-    axis.set_xticks(range(len(variants)), [VARIANTS[v][0] for v in variants], rotation=15)
+    axis.set_xticks(range(len(variants)), [parse_variant(v).label for v in variants], rotation=15, ha="right")
     axis.set_ylabel("test mean mAP (tie-aware)")
     axis.set_title("per seed (dots, colour = seed) and mean ± sd (bars)", fontsize=9)
     axis.grid(axis="y", alpha=0.3)

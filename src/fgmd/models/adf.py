@@ -15,7 +15,10 @@ ADF on a map ``U [B, C, H, W]``:
 3. Semantic gate ``G = sigmoid(conv1x1(U') -> 1 channel)``, weight and bias zero-initialised,
    so the gate is uniform (0.5) at init.
 
-ADF returns ``(U', G)``: the gate does not rescale the features. It is used by
+ADF returns ``(U', G)``: by default the gate does not rescale the features. With
+``gate_features`` (a design variant, ``model.adf_gate_features``) it returns ``(2G ⊙ U', G)``:
+the gate also suppresses the features the later layers see, and ``2G = 1`` at init keeps the
+module the identity. The gate is used by
 :class:`GatedPool` to weight the pooling of the final 1280-channel map (``features[18]``,
 a 1x1 conv, so at the same spatial size as L4). Hence a uniform gate gives plain average
 pooling, and the module is exactly the identity on the pooled descriptor at init.
@@ -40,11 +43,13 @@ class ADF(nn.Module):
     Args:
         channels: ``C``.
         reduction: hidden width of the channel-kernel MLP is ``max(8, C // reduction)``.
+        gate_features: also scale the returned features by ``2G`` (identity at init).
     """
 
-    def __init__(self, channels: int, reduction: int = 4):
+    def __init__(self, channels: int, reduction: int = 4, gate_features: bool = False):
         super().__init__()
         self.channels = channels
+        self.gate_features = gate_features
         hidden = max(8, channels // reduction)
         self.spatial_kernel = nn.Conv2d(channels, _TAPS, kernel_size=1)
         self.channel_kernel = nn.Sequential(
@@ -58,7 +63,11 @@ class ADF(nn.Module):
         nn.init.zeros_(cast(Tensor, self.gate.bias))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``x [B, C, H, W]`` -> ``(features [B, C, H, W], gate [B, 1, H, W] in (0, 1))``."""
+        """``x [B, C, H, W]`` -> ``(features [B, C, H, W], gate [B, 1, H, W] in (0, 1))``.
+
+        The gate is computed from the filtered features ``U'``; with ``gate_features`` the
+        returned features are ``2G ⊙ U'``.
+        """
         channels = self.channels
         height, width = int(x.shape[2]), int(x.shape[3])  # constants when traced for export
         spatial = torch.softmax(self.spatial_kernel(x), dim=1)  # [B, 9, H, W]
@@ -76,6 +85,8 @@ class ADF(nn.Module):
         assert filtered is not None  # _TAPS > 0
         features = x + self.gamma * filtered
         gate = torch.sigmoid(self.gate(features))
+        if self.gate_features:
+            features = features * (2 * gate)
         return features, gate
 
 

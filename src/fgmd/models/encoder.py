@@ -14,7 +14,8 @@ from .head import HashHead
 
 __all__ = ["EncoderOutput", "ModalityEncoder"]
 
-_FDFSP_LEVELS = (2, 3, 4)
+#: levels that can take an FDFSP block: the stride-2 stages after the stem (L0's input is the image)
+FDFSP_LEVEL_CHOICES = (1, 2, 3, 4)
 
 
 class EncoderOutput(NamedTuple):
@@ -23,7 +24,8 @@ class EncoderOutput(NamedTuple):
     Attributes:
         codes: ``[B, K]`` relaxed hash codes in (-1, 1).
         features: the 5 level maps L0..L4 (``[B, C_l, H/2^(l+1), W/2^(l+1)]``, sizes
-            rounded up); L2, L3, L4 after their FDFSP and L4 after ADF (when enabled).
+            rounded up); the FDFSP levels (``model.fdfsp_levels``, L2-L4 by default) after
+            their block and L4 after ADF (when enabled).
     """
 
     codes: Tensor
@@ -33,11 +35,12 @@ class EncoderOutput(NamedTuple):
 class ModalityEncoder(nn.Module):
     """Image of one modality ``[B, in_channels, H, W]`` -> hash codes (and level features).
 
-    ``config.fdfsp`` adds an :class:`FDFSP` after L2, L3 and L4; ``config.adf`` adds
-    :class:`ADF` on L4, whose gate weights the pooling of the final 1280-channel map.
-    With both off this is the plain baseline: MobileNetV2 trunk, average pooling, head.
-    Both modules are the identity at init, so a full encoder whose shared weights are
-    copied from a baseline encoder computes the same codes.
+    ``config.fdfsp`` adds an :class:`FDFSP` after each level of ``config.fdfsp_levels``
+    (L2, L3 and L4 by default); ``config.adf`` adds :class:`ADF` on L4, whose gate weights the
+    pooling of the final 1280-channel map (and, with ``config.adf_gate_features``, also scales
+    the L4 features by ``2G``). With both off this is the plain baseline: MobileNetV2 trunk,
+    average pooling, head. Both modules are the identity at init, so a full encoder whose
+    shared weights are copied from a baseline encoder computes the same codes.
 
     Attributes:
         in_channels: bands of the input images.
@@ -57,13 +60,17 @@ class ModalityEncoder(nn.Module):
                         kernel_size=config.fdfsp_kernel_size,
                         mlp_reduction=config.fdfsp_mlp_reduction,
                     )
-                    for level in _FDFSP_LEVELS
+                    for level in sorted(config.fdfsp_levels)
                 }
             )
             if config.fdfsp
             else None
         )
-        self.adf = ADF(channels[4], reduction=config.adf_reduction) if config.adf else None
+        self.adf = (
+            ADF(channels[4], reduction=config.adf_reduction, gate_features=config.adf_gate_features)
+            if config.adf
+            else None
+        )
         self.pool = GatedPool()
         self.head = HashHead(self.trunk.out_channels, config.bits, hidden=config.head_hidden)
         self.in_channels = 3
@@ -105,7 +112,7 @@ class ModalityEncoder(nn.Module):
         for level in range(len(LEVEL_SLICES)):
             stage_input = x
             x = self.trunk.forward_level(level, x)
-            if self.fdfsp is not None and level in _FDFSP_LEVELS:
+            if self.fdfsp is not None and str(level) in self.fdfsp:
                 x = self.fdfsp[str(level)](x, stage_input)
             if level == 4 and self.adf is not None:
                 x, gate = self.adf(x)

@@ -50,6 +50,17 @@ class FGMD(nn.Module):
         """``{modality: [B, C_modality, H, W]}`` -> ``{modality: EncoderOutput}`` for the given keys."""
         return {name: self.encoder(name)(x) for name, x in images.items()}
 
+    def module_parameters(self) -> list[nn.Parameter]:
+        """The FDFSP and ADF parameters of both branches (empty for the baseline), in
+        ``parameters()`` order: what ``train.module_lr_mult`` applies to."""
+        own: set[int] = set()
+        for name in self.modalities:
+            encoder = self.encoder(name)
+            for module in (encoder.fdfsp, encoder.adf):
+                if module is not None:
+                    own.update(id(p) for p in module.parameters())
+        return [p for p in self.parameters() if id(p) in own]
+
     def encoder(self, modality: str) -> ModalityEncoder:
         """The branch of ``modality`` (``self.encoders[modality]``, typed)."""
         if modality not in self.encoders:

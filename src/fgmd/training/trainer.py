@@ -111,6 +111,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def parameter_groups(model: FGMD, objective: nn.Module, lr: float, module_lr_mult: float) -> list[dict]:
+    """Adam parameter groups: everything at ``lr``, or, when ``module_lr_mult != 1``, the FDFSP
+    and ADF parameters (:meth:`FGMD.module_parameters`) in a second group at ``lr × module_lr_mult``.
+    One group when the multiplier is 1 or the model has no modules, so the optimiser state of
+    runs written before the option exists still loads."""
+    params = list(model.parameters()) + list(objective.parameters())
+    modules = model.module_parameters() if module_lr_mult != 1 else []
+    if not modules:
+        return [{"params": params}]
+    own = {id(p) for p in modules}
+    return [
+        {"params": [p for p in params if id(p) not in own]},
+        {"params": modules, "lr": lr * module_lr_mult},
+    ]
+
+
 def split_validation(
     labels: torch.Tensor, fraction: float, seed: int, groups: Sequence[str] | None = None
 ) -> tuple[list[int], list[int]]:
@@ -239,8 +255,11 @@ class Trainer:
         if self.context.is_distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = DistributedDataParallel(self.step_module, device_ids=ids)
-        params = list(self.model.parameters()) + list(self.objective.parameters())
-        self.optimizer = torch.optim.Adam(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            parameter_groups(self.model, self.objective, config.train.lr, config.train.module_lr_mult),
+            lr=config.train.lr,
+            weight_decay=config.train.weight_decay,
+        )
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=config.train.lr_step, gamma=config.train.lr_gamma
         )

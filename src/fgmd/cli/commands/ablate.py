@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=None,
         metavar="NAME",
-        help="variants to run, from baseline fdfsp adf damd full (default: all; table order is kept)",
+        help="variants to run, from baseline fdfsp adf damd full (default: all; table order is kept); "
+        "a design variant adds settings with +key=value, e.g. full+train.module_lr_mult=10 "
+        "(trained into out_dir/<NAME>)",
     )
     parser.add_argument(
         "--timing-repeats", type=int, default=5, help="timed rounds per variant and batch size (default 5)"
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fgmd.config import load_config
-    from fgmd.experiments.ablation import VARIANTS, run_ablation
+    from fgmd.experiments.ablation import parse_variant, run_ablation
     from fgmd.experiments.seeds import run_seeds, summarise_seeds
 
     if args.combine:
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             report=not args.no_report,
             timing_repeats=args.timing_repeats,
-            on_run=lambda name, summary: print_run(VARIANTS[name][0], summary),
+            on_run=lambda name, summary: print_run(parse_variant(name).label, summary),
         )
         print_tables(result)
         return 0
