@@ -67,7 +67,16 @@ def test_ablate_over_seeds_from_the_cli(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "study"
     # band counts left to inference: the second call must reuse the runs, not refuse them
     overrides = tiny_overrides(tiny_dataset, out, **{"train.epochs": 1, "data.modality": "{}"})
-    args = ["ablate", "--quiet", "--no-report", "--timing-repeats", "1", "--variants", "baseline", "damd"]
+    args = [
+        "ablate",
+        "--quiet",
+        "--no-report",
+        "--timing-repeats",
+        "1",
+        "--variants",
+        "baseline",
+        "damd+loss.damd_weight=1",
+    ]
     assert main([*args, "--seeds", "0", "1", *overrides]) == 0
     first = (out / "seed_0" / "baseline" / "best.pt").stat().st_mtime_ns
     assert main([*args, "--seeds", "0", "1", *overrides]) == 0
@@ -75,7 +84,11 @@ def test_ablate_over_seeds_from_the_cli(tiny_dataset, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Ablation over seeds" in printed and (out / "ablation_seeds.csv").is_file()
     rows = {r["variant"]: r for r in csv.DictReader((out / "ablation_seeds.csv").open())}
-    assert set(rows) == {"baseline", "+DAMD"} and rows["+DAMD"]["seeds"] == "2"
+    assert (
+        set(rows) == {"baseline", "+DAMD [loss.damd_weight=1]"} and rows["+DAMD [loss.damd_weight=1]"]["seeds"] == "2"
+    )
+    design = yaml.safe_load((out / "seed_1" / "damd+loss.damd_weight=1" / "config.yaml").read_text())
+    assert design["loss"]["damd"] is True and design["loss"]["damd_weight"] == 1 and design["seed"] == 1
     for seed in (0, 1):
         per_seed = {r["variant"]: r for r in csv.DictReader((out / f"seed_{seed}" / "ablation.csv").open())}
         assert float(rows["baseline"][f"map_tie_seed{seed}"]) == pytest.approx(
