@@ -75,7 +75,13 @@ def test_relative_data_root_is_stored_absolute(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "override",
-    ["model.fdfsp_levels=[]", "model.fdfsp_levels=[0,2]", "model.fdfsp_levels=[2,2]", "model.fdfsp_levels=[5]"],
+    [
+        "model.fdfsp_levels=[]",
+        "model.fdfsp_levels=[0,2]",
+        "model.fdfsp_levels=[2,2]",
+        "model.fdfsp_levels=[5]",
+        "model.fdfsp_levels=[4,2]",
+    ],
 )
 def test_fdfsp_levels_are_checked(override):
     with pytest.raises(ConfigError, match="model.fdfsp_levels"):

@@ -48,8 +48,10 @@ def test_ablation_switches_remove_modules_and_damd_adds_no_inference_parameters(
         assert c.out_dir.endswith(variant) and c.train == config.train and c.data == config.data
     with pytest.raises(ConfigError, match="unknown ablation variant"):
         variant_config(config, "fdfsp_adf")
-    with pytest.raises(ConfigError, match="not of the form"):
+    with pytest.raises(ConfigError, match="base variants do not combine"):
         variant_config(config, "fdfsp+adf")
+    with pytest.raises(ConfigError, match="not of the form"):
+        variant_config(config, "fdfsp+levels")
 
 
 def test_run_folders_keep_yaml_syntax_in_out_dir(tiny_dataset, tmp_path):
@@ -278,7 +280,7 @@ def test_overrides_after_list_options_stay_overrides(capsys):
     assert main(["sweep", "--bits", "16", "sixteen", "seed=1"]) == 2
     assert "--bits takes integers" in capsys.readouterr().err
     assert main(["ablate", "--variants", "baseline", "fdfsp+adf", "seed=1"]) == 2
-    assert "unknown ablation variant(s) fdfsp+adf" in capsys.readouterr().err
+    assert "base variants do not combine" in capsys.readouterr().err
 
 
 def test_design_variants_add_settings_and_keep_table_order(tiny_dataset, tmp_path):
@@ -293,12 +295,20 @@ def test_design_variants_add_settings_and_keep_table_order(tiny_dataset, tmp_pat
     assert parse_variant(spec).label == "+FDFSP [model.fdfsp_levels=[1,2], train.module_lr_mult=10]"
     order = ordered_variants(["full+loss.damd_weight=1", "full", "baseline", "fdfsp+train.module_lr_mult=3"])
     assert [v.key for v in order] == ["baseline", "fdfsp+train.module_lr_mult=3", "full", "full+loss.damd_weight=1"]
+    assert variant_config(config, "adf+train.module_lr_mult=3").design_settings() == {"train.module_lr_mult": 3}
+    assert variant_config(config, "full").design_settings() == {}
     for bad, message in [
         ("full+model.adf=false", "set by the study"),
         ("full+seed=3", "set by the study"),
         ("full+model.fdfsp_levels=[1, 2]", "no spaces"),
         ("full+model.fdfsp_levels=[7]", "model.fdfsp_levels"),
         ("full+train.no_such_key=1", "no_such_key"),
+        ("full+data.image_size=96", "set by the study"),
+        ("full+train.lr=1+train.lr=2", "sets train.lr twice"),
+        ("full+model={}", "is a section"),
+        ("baseline+train.module_lr_mult=10", "acts on FDFSP or ADF, which the baseline variant does not have"),
+        ("adf+model.fdfsp_levels=[1,2]", "acts on FDFSP, which the adf"),
+        ("fdfsp+loss.damd_weight=1", "acts on DAMD"),
     ]:
         with pytest.raises(ConfigError, match=message):
             variant_config(config, bad)

@@ -288,6 +288,19 @@ class Config:
         values["data"] = {**section, "modality": modality}
         return cls.from_dict(values)
 
+    def design_settings(self) -> dict[str, Any]:
+        """The design-variant settings that differ from the published model and act on a module
+        this config has (``{"model.fdfsp_levels": [1, 2], ...}``; empty for the published one)."""
+        model, defaults = self.model, ModelConfig()
+        changed: dict[str, Any] = {}
+        if model.fdfsp and model.fdfsp_levels != defaults.fdfsp_levels:
+            changed["model.fdfsp_levels"] = model.fdfsp_levels
+        if model.adf and model.adf_gate_features != defaults.adf_gate_features:
+            changed["model.adf_gate_features"] = model.adf_gate_features
+        if (model.fdfsp or model.adf) and self.train.module_lr_mult != TrainConfig().module_lr_mult:
+            changed["train.module_lr_mult"] = self.train.module_lr_mult
+        return changed
+
     def with_overrides(self, overrides: list[str]) -> Config:
         """A copy with ``key.sub=value`` overrides applied (values parsed as YAML)."""
         data = self.to_dict()
@@ -402,9 +415,10 @@ def validate(config: Config) -> None:
     from fgmd.models.encoder import FDFSP_LEVEL_CHOICES
 
     levels = config.model.fdfsp_levels
-    if not levels or len(set(levels)) != len(levels) or not set(levels) <= set(FDFSP_LEVEL_CHOICES):
+    if not levels or sorted(set(levels)) != levels or not set(levels) <= set(FDFSP_LEVEL_CHOICES):
         raise ConfigError(
-            f"model.fdfsp_levels must list distinct levels from {list(FDFSP_LEVEL_CHOICES)}, got {levels}"
+            f"model.fdfsp_levels must list distinct levels from {list(FDFSP_LEVEL_CHOICES)} in increasing order, "
+            f"got {levels}"
         )
     if config.model.stem not in STEM_MODES:
         raise ConfigError(f"model.stem must be one of {', '.join(STEM_MODES)}, got {config.model.stem!r}")

@@ -3,7 +3,8 @@
 Every number here answers "does the module do anything, and what?" on a set of images:
 
 - :func:`probe_encoder` runs one branch on a batch and captures, with forward hooks, the
-  maps around each module: the L2–L4 maps before and after FDFSP (and the stage inputs), the
+  maps around each module: the maps before and after each FDFSP (L2–L4 unless
+  ``model.fdfsp_levels`` says otherwise; and the stage inputs), the
   L4 map before and after ADF, the gate, and the final map that the gate pools.
 - ADF: :func:`gate_contrast` (coefficient of variation of the gate over positions, 0 for a
   uniform gate), :func:`gate_entropy` (entropy of the gate as a distribution over positions,
@@ -109,7 +110,7 @@ class EncoderProbe:
 
     Attributes:
         levels: the five level maps L0..L4 as the encoder returns them (after its modules).
-        fdfsp_in: per FDFSP level (2, 3, 4), the stage output before the block ``[B, C, H, W]``.
+        fdfsp_in: per FDFSP level (2, 3, 4 by default), the stage output before the block ``[B, C, H, W]``.
         fdfsp_stage_input: per FDFSP level, the stage's input ``[B, Cin, 2H, 2W]``.
         fdfsp_out: per FDFSP level, the block's output ``[B, C, H, W]``.
         adf_in, adf_out: L4 before / after ADF ``[B, C4, h, w]`` (None without ADF).
@@ -342,7 +343,7 @@ def identity_parameter_rms(module: torch.nn.Module) -> float:
 def identity_distance(encoder: ModalityEncoder, probe: EncoderProbe) -> list[dict]:
     """How far each module of one branch is from the identity it starts as.
 
-    One row per module: ``module`` (``FDFSP L2`` .. ``FDFSP L4``, ``ADF L4``, ``ADF pooling``),
+    One row per module: ``module`` (``FDFSP L<level>`` per block, ``ADF L4``, ``ADF pooling``),
     ``parameter_rms`` (:func:`identity_parameter_rms`; None for the pooling row, which has
     no parameters of its own) and ``output_change``: the relative change the module makes
     on the probed images, ``||after - before|| / ||before||`` over the batch — for FDFSP its
@@ -409,7 +410,7 @@ def loss_terms(log: Sequence[Mapping]) -> dict[str, list[float]]:
     """Each scalar loss term per epoch from ``log.jsonl`` records: ``{term: [value per epoch]}``
     (unweighted and ``*_weighted``; NaN where an epoch lacks the term). Bookkeeping fields
     (epoch, lr, timings, digests) and evaluation records are left out."""
-    skip = {"epoch", "lr", "time_s", "pairs_per_s", "mining_s"}
+    skip = {"epoch", "lr", "lr_modules", "time_s", "pairs_per_s", "mining_s"}
     names: list[str] = []
     for record in log:
         for key, value in record.items():

@@ -186,7 +186,7 @@ def plot_training_curves(
 
     ``selected_epoch`` (1-based) marks the epoch of ``best.pt``.
     """
-    skip = {"epoch", "lr", "time_s", "pairs_per_s"}
+    skip = {"epoch", "lr", "lr_modules", "time_s", "pairs_per_s", "mining_s"}
     terms = [k for k in log[0] if k not in skip and not k.endswith("_weighted") and isinstance(log[0][k], (int, float))]
     terms = sorted(terms, key=lambda t: (t == "total", t))  # total last
     columns = 4 if len(terms) > 6 else 3

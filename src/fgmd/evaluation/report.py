@@ -439,6 +439,9 @@ def _markdown(
     modules = [name for name, on in (("FDFSP", m.fdfsp), ("ADF", m.adf), ("DAMD", config.loss.damd)) if on] or [
         "none (baseline)"
     ]
+    design = config.design_settings()
+    if design:  # a design variant (docs/MODULES.md), not the published model
+        modules.append("design variant: " + ", ".join(f"{key}={value}" for key, value in design.items()))
     lines = [
         f"# FG-MD run report: `{run_dir}`",
         "",

@@ -37,7 +37,15 @@ VARIANTS: dict[str, tuple[str, bool, bool, bool]] = {
 }
 TIMING_BATCH_SIZES = (1, 32)
 #: keys a design variant may not set: the switches are the base variant's, the rest is the study's
-_RESERVED_KEYS = ("model.fdfsp", "model.adf", "loss.damd", "seed", "out_dir")
+#: (the encoder timings of all rows are taken at one image size)
+_RESERVED_KEYS = ("model.fdfsp", "model.adf", "loss.damd", "seed", "out_dir", "data.image_size")
+#: design settings -> the modules (FDFSP, ADF, DAMD) of which at least one must be on for them to act
+_NEEDS_MODULE: dict[str, tuple[bool, bool, bool]] = {
+    "model.fdfsp_": (True, False, False),
+    "model.adf_": (False, True, False),
+    "train.module_lr_mult": (True, True, False),
+    "loss.damd_": (False, False, True),
+}
 
 
 @dataclass(frozen=True)
@@ -80,25 +88,49 @@ def parse_variant(spec: str) -> Variant:
     """``base[+key=value...]`` -> :class:`Variant`.
 
     Raises:
-        ConfigError: an unknown base, an override that is not ``key=value``, holds spaces or a
-            ``/`` (the spec names a folder), or sets a switch, ``seed`` or ``out_dir``.
+        ConfigError: an unknown base, two bases, an override that is not ``key=value``, holds
+            spaces or a ``/`` (the spec names a folder), sets a key twice, sets a switch,
+            ``seed``, ``out_dir`` or ``data.image_size``, or sets a module's option on a base
+            without that module (such a row would repeat its base).
     """
     base, *overrides = spec.split("+")
     if base not in VARIANTS:
         raise ConfigError(
             f"unknown ablation variant {spec!r}; choose from {', '.join(VARIANTS)} (optionally +key=value)"
         )
+    keys: list[str] = []
     for item in overrides:
         key = item.split("=", 1)[0]
+        if item in VARIANTS:
+            raise ConfigError(
+                f"unknown ablation variant {spec!r}: base variants do not combine (full has all three modules); "
+                "after the base come only +key=value settings"
+            )
         if "=" not in item or not key:
-            raise ConfigError(f"variant {spec!r}: {item!r} is not of the form key.sub=value")
+            raise ConfigError(f"variant {spec!r}: {item!r} is not of the form key.sub=value ('+' separates settings)")
         if any(c.isspace() for c in item) or "/" in item:
             raise ConfigError(f"variant {spec!r}: {item!r} may hold no spaces or '/' (the variant names its folder)")
         if key in _RESERVED_KEYS:
             raise ConfigError(
-                f"variant {spec!r}: {key} is set by the study (base variant, --seeds, out_dir), not by a variant"
+                f"variant {spec!r}: {key} is set by the study (base variant, --seeds, out_dir, image size), "
+                "not by a variant"
             )
+        if key in keys:
+            raise ConfigError(f"variant {spec!r} sets {key} twice")
+        keys.append(key)
+        needs = next((modules for prefix, modules in _NEEDS_MODULE.items() if key.startswith(prefix)), None)
+        if needs is not None and not any(n and on for n, on in zip(needs, VARIANTS[base][1:])):
+            names = " or ".join(name for name, n in zip(("FDFSP", "ADF", "DAMD"), needs) if n)
+            raise ConfigError(f"variant {spec!r}: {key} acts on {names}, which the {base} variant does not have")
     return Variant(spec, base, tuple(overrides))
+
+
+def _dotted(data: dict, key: str) -> object:
+    """``data[a][b]`` for ``a.b``, or ``None`` where the path does not exist."""
+    node: object = data
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def variant_config(config: Config, variant: str | Variant) -> Config:
@@ -109,6 +141,9 @@ def variant_config(config: Config, variant: str | Variant) -> Config:
         {"model.fdfsp": fdfsp, "model.adf": adf, "loss.damd": damd, "out_dir": str(Path(config.out_dir) / spec.key)}
     ).to_dict()
     for item in spec.overrides:
+        key = item.split("=", 1)[0]
+        if isinstance(_dotted(data, key), dict):
+            raise ConfigError(f"variant {spec.key!r}: {key} is a section; set its keys one by one ({key}.<name>=...)")
         apply_override(data, item)
     try:
         return Config.from_dict(data)

@@ -497,13 +497,14 @@ class Trainer:
         if updated is not None:
             updated = updated.cpu()
             self.bank = {m: merge_bank_updates(codes, updated, context) for m, codes in self.bank.items()}
-        lr = self.optimizer.param_groups[0]["lr"]
+        rates = [group["lr"] for group in self.optimizer.param_groups]
         self.scheduler.step()
         totals = sums.cpu().tolist()
         total_seen = totals[-1]
         record = {
             "epoch": epoch + 1,  # counted from 1, as on the progress bar (fgmd.runtime.run_log)
-            "lr": lr,
+            "lr": rates[0],
+            **({"lr_modules": rates[1]} if len(rates) > 1 else {}),  # train.module_lr_mult != 1
             "time_s": round(elapsed, 3),
             "mining_s": round(mining_s, 3),
             "pairs_per_s": round(total_seen / elapsed, 2),
