@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -75,7 +76,7 @@ def test_ablate_over_seeds_from_the_cli(tiny_dataset, tmp_path, capsys):
         "1",
         "--variants",
         "baseline",
-        "damd+loss.damd_weight=1",
+        "adf+train.module_lr_mult=3",
     ]
     assert main([*args, "--seeds", "0", "1", *overrides]) == 0
     first = (out / "seed_0" / "baseline" / "best.pt").stat().st_mtime_ns
@@ -84,11 +85,15 @@ def test_ablate_over_seeds_from_the_cli(tiny_dataset, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Ablation over seeds" in printed and (out / "ablation_seeds.csv").is_file()
     rows = {r["variant"]: r for r in csv.DictReader((out / "ablation_seeds.csv").open())}
-    assert (
-        set(rows) == {"baseline", "+DAMD [loss.damd_weight=1]"} and rows["+DAMD [loss.damd_weight=1]"]["seeds"] == "2"
-    )
-    design = yaml.safe_load((out / "seed_1" / "damd+loss.damd_weight=1" / "config.yaml").read_text())
-    assert design["loss"]["damd"] is True and design["loss"]["damd_weight"] == 1 and design["seed"] == 1
+    assert set(rows) == {"baseline", "+ADF [train.module_lr_mult=3]"}
+    assert rows["+ADF [train.module_lr_mult=3]"]["seeds"] == "2"
+    design = out / "seed_1" / "adf+train.module_lr_mult=3"
+    stored = yaml.safe_load((design / "config.yaml").read_text())
+    assert stored["model"]["adf"] is True and stored["model"]["fdfsp"] is False and stored["seed"] == 1
+    assert stored["train"]["module_lr_mult"] == 3
+    epoch = json.loads((design / "log.jsonl").read_text().splitlines()[0])
+    assert epoch["lr_modules"] == pytest.approx(3 * epoch["lr"])  # the ADF parameters' own Adam group
+    assert "lr_modules" not in json.loads((out / "seed_1" / "baseline" / "log.jsonl").read_text().splitlines()[0])
     for seed in (0, 1):
         per_seed = {r["variant"]: r for r in csv.DictReader((out / f"seed_{seed}" / "ablation.csv").open())}
         assert float(rows["baseline"][f"map_tie_seed{seed}"]) == pytest.approx(
