@@ -394,7 +394,7 @@ def validate(config: Config) -> None:
         raise ConfigError(f"model.bits must be a multiple of 8 between 8 and 128, got {bits}")
     if config.model.width_mult <= 0:
         raise ConfigError(f"model.width_mult must be positive, got {config.model.width_mult}")
-    from fgmd.models.backbone import STEM_MODES
+    from fgmd.models.backbone import FDFSP_LEVEL_CHOICES, STEM_MODES
     from fgmd.models.pretrained import PRETRAINED_CHOICES
 
     if config.model.pretrained not in PRETRAINED_CHOICES:
@@ -412,8 +412,6 @@ def validate(config: Config) -> None:
             f"only for the full-width MobileNetV2), got {config.model.width_mult}; "
             "use model.pretrained=none for other widths"
         )
-    from fgmd.models.encoder import FDFSP_LEVEL_CHOICES
-
     levels = config.model.fdfsp_levels
     if not levels or sorted(set(levels)) != levels or not set(levels) <= set(FDFSP_LEVEL_CHOICES):
         raise ConfigError(

@@ -112,7 +112,7 @@ def parse_variant(spec: str) -> Variant:
             raise ConfigError(f"variant {spec!r}: {item!r} may hold no spaces or '/' (the variant names its folder)")
         if key in _RESERVED_KEYS:
             raise ConfigError(
-                f"variant {spec!r}: {key} is set by the study (base variant, --seeds, out_dir, image size), "
+                f"variant {spec!r}: {key} is set by the study (the base variant, the seed, out_dir, the image size), "
                 "not by a variant"
             )
         if key in keys:

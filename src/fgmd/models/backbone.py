@@ -28,6 +28,9 @@ __all__ = ["LEVEL_SLICES", "MobileNetV2Trunk", "adapt_stem", "adapt_stem_weight"
 LEVEL_SLICES: tuple[tuple[int, int], ...] = ((0, 2), (2, 4), (4, 7), (7, 14), (14, 18))
 _LAST = 18
 STEM_MODES = ("adapt", "replicate")  # model.stem choices
+#: levels that can take an FDFSP block (model.fdfsp_levels): the stride-2 stages after the stem
+#: (L0's input is the image itself)
+FDFSP_LEVEL_CHOICES = (1, 2, 3, 4)
 
 
 class MobileNetV2Trunk(nn.Module):

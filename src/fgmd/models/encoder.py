@@ -14,9 +14,6 @@ from .head import HashHead
 
 __all__ = ["EncoderOutput", "ModalityEncoder"]
 
-#: levels that can take an FDFSP block: the stride-2 stages after the stem (L0's input is the image)
-FDFSP_LEVEL_CHOICES = (1, 2, 3, 4)
-
 
 class EncoderOutput(NamedTuple):
     """Output of :meth:`ModalityEncoder.forward`.
